@@ -1,0 +1,59 @@
+"""The ``tidewire`` command line.
+
+Each command group lives in its own module and registers itself on :data:`cli`.
+:func:`main` is the entry point: it turns every error into one line on stderr and
+a non-zero exit, unless ``--debug`` asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tidewire.cli.app import CliContext, cli
+from tidewire.errors import TidewireError
+
+# Importing a command module registers its commands on `cli`.
+from tidewire.cli import bench_commands, embedding_commands, stack_commands  # noqa: E402, F401, I001
+
+__all__ = ["CliContext", "cli", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="tidewire", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exit_request:
+        return exit_request.exit_code
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except TidewireError as error:
+        if debug:
+            raise
+        click.echo(f"error: {error.message}", err=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as error:  # the last line of defence: one line, never a traceback by default
+        if debug:
+            raise
+        click.echo(f"error: unexpected {type(error).__name__}: {error} (rerun with --debug for details)", err=True)
+        return 1
+    return 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

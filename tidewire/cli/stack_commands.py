@@ -1,0 +1,3 @@
+"""``tidewire up|down|status``: the local stack."""
+
+from __future__ import annotations

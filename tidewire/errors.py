@@ -1,0 +1,52 @@
+"""The error hierarchy shared by every Tidewire package.
+
+Every error a user can meet is a :class:`TidewireError`: it carries a stable
+``code`` (for scripts and logs) and a one-line message that says what to do next.
+The CLI prints exactly that line; nothing else needs to format errors.
+"""
+
+from __future__ import annotations
+
+
+class TidewireError(Exception):
+    """Root of Tidewire's errors: a stable code and a one-line, actionable message."""
+
+    code: str = "tidewire_error"
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(TidewireError):
+    """Settings or a spec file are invalid; the message names the field and the fix."""
+
+    code = "configuration_error"
+    exit_code = 2
+
+
+class PrerequisiteError(TidewireError):
+    """A system prerequisite (Java, Maven, a free port) is missing or unusable."""
+
+    code = "prerequisite_missing"
+    exit_code = 3
+
+
+class ServiceError(TidewireError):
+    """A service of the local stack failed to start, stop, or become ready."""
+
+    code = "service_error"
+    exit_code = 4
+
+
+class ConnectError(TidewireError):
+    """Kafka Connect refused or failed a request."""
+
+    code = "connect_error"
+    exit_code = 5
