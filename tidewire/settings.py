@@ -68,6 +68,10 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str | None = Field(
         default=None, description="Overrides host:port, e.g. for an external cluster."
     )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent Schema Registry; without it Avro uses single-object encoding.",
+    )
 
     @property
     def bootstrap(self) -> str:

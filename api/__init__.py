@@ -1,0 +1,1 @@
+"""The FastAPI read side: search, chat over SSE, live events."""

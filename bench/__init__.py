@@ -1,0 +1,1 @@
+"""Benchmarks run by `tidewire bench ...`; results go into docs/benchmarks.md."""

@@ -1,0 +1,1 @@
+"""Building the ONNX embedding models and running them (tokenize, batch, infer, pool)."""
