@@ -12,11 +12,13 @@ from pathlib import Path
 
 import click
 
+# Importing a command module registers its commands on `cli`.
+from tidewire.cli import bench_commands, connector_commands, db_commands, embedding_commands, stack_commands  # noqa: F401  # noqa: E402, I001
 from tidewire.cli.app import CliContext, cli
 from tidewire.errors import TidewireError
 
-# Importing a command module registers its commands on `cli`.
-from tidewire.cli import bench_commands, embedding_commands, stack_commands  # noqa: E402, F401, I001
+for _module in (stack_commands, db_commands, connector_commands):
+    _module.register(cli)
 
 __all__ = ["CliContext", "cli", "main"]
 
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the last line of defence: one line, never a traceback by default
         if debug:
             raise
-        click.echo(f"error: unexpected {type(error).__name__}: {error} (rerun with --debug for details)", err=True)
+        click.echo(
+            f"error: unexpected {type(error).__name__}: {error} (rerun with --debug for details)", err=True
+        )
         return 1
     return 0
 

@@ -1,0 +1,47 @@
+"""``tidewire db upgrade|downgrade|current``: schema migrations."""
+
+from __future__ import annotations
+
+import click
+
+from tidewire import database
+from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
+
+
+@click.group()
+def db() -> None:
+    """Apply or revert schema migrations (Alembic)."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+@pass_cli_context
+def upgrade(context: CliContext, revision: str) -> None:
+    """Migrate up to REVISION (default: the latest)."""
+    database.upgrade(context.settings.postgres, revision)
+    click.echo(f"database at {database.current_revision(context.settings.postgres)}")
+
+
+@db.command()
+@click.argument("revision")
+@pass_cli_context
+def downgrade(context: CliContext, revision: str) -> None:
+    """Revert migrations down to REVISION (`base` reverts all)."""
+    database.downgrade(context.settings.postgres, revision)
+    click.echo(f"database at {database.current_revision(context.settings.postgres) or 'base'}")
+
+
+@db.command()
+@json_option
+@pass_cli_context
+def current(context: CliContext, as_json: bool) -> None:
+    """Print the revision the database is at."""
+    revision = database.current_revision(context.settings.postgres)
+    if as_json:
+        print_json({"revision": revision})
+    else:
+        click.echo(revision or "base")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(db)

@@ -1,0 +1,72 @@
+"""Database access shared by every process: connection pools and schema migrations (Alembic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from psycopg_pool import ConnectionPool
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError as SqlAlchemyOperationalError
+
+from tidewire.errors import ServiceError
+from tidewire.settings import PostgresSettings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(settings: PostgresSettings) -> Config:
+    """An Alembic configuration built from settings, so no alembic.ini has to be found on disk."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would mangle a '%' in the password.
+    config.set_main_option("sqlalchemy.url", settings.sqlalchemy_url().replace("%", "%%"))
+    config.attributes["replication_role"] = settings.replication_user
+    return config
+
+
+def upgrade(settings: PostgresSettings, revision: str = "head") -> None:
+    """Apply migrations up to ``revision``."""
+    _run_alembic(command.upgrade, settings, revision)
+
+
+def downgrade(settings: PostgresSettings, revision: str) -> None:
+    """Revert migrations down to ``revision`` (``base`` reverts all)."""
+    _run_alembic(command.downgrade, settings, revision)
+
+
+def current_revision(settings: PostgresSettings) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    engine = create_engine(settings.sqlalchemy_url())
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except SqlAlchemyOperationalError as error:
+        raise ServiceError(
+            f"cannot reach Postgres at {settings.host}:{settings.port}: {error.orig}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _run_alembic(action, settings: PostgresSettings, revision: str) -> None:  # type: ignore[no-untyped-def]
+    try:
+        action(alembic_config(settings), revision)
+    except SqlAlchemyOperationalError as error:
+        raise ServiceError(
+            f"cannot reach Postgres at {settings.host}:{settings.port} to migrate: {error.orig}; "
+            "is the stack up (`tidewire up`)?"
+        ) from None
+
+
+def connection_pool(settings: PostgresSettings, *, name: str) -> ConnectionPool:
+    """A psycopg pool of the application role; open it with ``with pool:`` or ``pool.open()``."""
+    return ConnectionPool(
+        settings.dsn(),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        name=name,
+        open=False,
+    )

@@ -1,0 +1,217 @@
+"""The local stack: start, stop and report Postgres, Kafka and Kafka Connect as one unit."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from tidewire import database
+from tidewire.errors import PrerequisiteError, TidewireError
+from tidewire.runtime.connect import ConnectWorker
+from tidewire.runtime.jars import JarLayout
+from tidewire.runtime.kafka import KafkaBroker
+from tidewire.runtime.postgres import PostgresServer
+from tidewire.runtime.prerequisites import find_java, require_free_ports
+from tidewire.runtime.processes import ProcessRegistry, stop_process_tree
+from tidewire.runtime.readiness import NotReadyYet
+from tidewire.runtime.state import StatePaths
+from tidewire.settings import Settings
+
+ProgressCallback = Callable[[str], None]
+
+RUNNING = "running"
+STOPPED = "stopped"
+UNRESPONSIVE = "unresponsive"
+
+
+@dataclass
+class StartReport:
+    """What `up` did: services started now, services found running, stale records cleaned."""
+
+    started: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    cleaned_stale: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class LocalStack:
+    """Postgres, Kafka and Connect of one state directory, started in that order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = StatePaths(settings.state_dir)
+        self.registry = ProcessRegistry(self.paths.run)
+        self.jars = JarLayout(settings.jars_dir)
+        self.postgres = PostgresServer(settings.postgres, self.paths)
+        self.kafka = KafkaBroker(settings.kafka, self.paths, self.jars, self.registry)
+        self.connect = ConnectWorker(settings.connect, settings.kafka, self.paths, self.jars, self.registry)
+
+    # -- up ------------------------------------------------------------------------------------
+    def up(self, progress: ProgressCallback = lambda _: None) -> StartReport:
+        """Start whatever is not running, in order, each waited for; undo this call's starts on failure.
+
+        1. Prerequisites: a JDK, resolved jars, free ports for what must start.
+        2. Postgres: start, bootstrap roles and database, apply migrations.
+        3. Kafka: start (formatting its storage the first time) and wait for metadata.
+        4. Kafka Connect: start and wait for the Debezium plugin to be listed.
+        """
+        report = StartReport()
+        # 1. Prerequisites
+        java = find_java()
+        self.jars.require_resolved()
+        self.paths.create()
+        report.cleaned_stale = self._forget_stale_records()
+        running = {name for name, state in self.service_states().items() if state != STOPPED}
+        self._require_ports_for(set(self.service_names()) - running)
+        started_now: list[str] = []
+        try:
+            # 2. Postgres
+            self._step("postgres", running, report, progress, started_now, lambda: self.postgres.start())
+            progress("postgres: migrations")
+            database.upgrade(self.settings.postgres)
+            # 3. Kafka
+            self._step(
+                "kafka", running, report, progress, started_now,
+                lambda: self.kafka.wait_ready(self.kafka.start(java)),
+            )  # fmt: skip
+            if "kafka" in running:
+                self.kafka.wait_ready(self.registry.get("kafka"))
+            # 4. Kafka Connect
+            self._step(
+                "connect", running, report, progress, started_now,
+                lambda: self.connect.wait_ready(self.connect.start(java)),
+            )  # fmt: skip
+            if "connect" in running:
+                self.connect.wait_ready(self.registry.get("connect"))
+        except (TidewireError, KeyboardInterrupt):
+            # Nothing half-started stays behind: stop what this call started, newest first.
+            for name in reversed(started_now):
+                self._stop_service(name)
+            raise
+        return report
+
+    def _step(
+        self,
+        name: str,
+        running: set[str],
+        report: StartReport,
+        progress: ProgressCallback,
+        started_now: list[str],
+        start: Callable[[], None],
+    ) -> None:
+        if name in running:
+            report.already_running.append(name)
+            progress(f"{name}: already running")
+            return
+        progress(f"{name}: starting")
+        began = time.monotonic()
+        started_now.append(name)
+        start()
+        report.started.append(name)
+        report.seconds[name] = round(time.monotonic() - began, 1)
+        progress(f"{name}: ready in {report.seconds[name]}s")
+
+    def _forget_stale_records(self) -> list[str]:
+        stale = []
+        for name in self.registry.names():
+            record = self.registry.get(name)
+            if record is not None and not record.is_running():
+                self.registry.forget(name)
+                stale.append(name)
+        return stale
+
+    def _require_ports_for(self, services: set[str]) -> None:
+        ports: dict[str, tuple[str, int]] = {}
+        settings = self.settings
+        if "postgres" in services:
+            ports["postgres.port"] = (settings.postgres.host, settings.postgres.port)
+        if "kafka" in services:
+            ports["kafka.port"] = (settings.kafka.host, settings.kafka.port)
+            ports["kafka.controller_port"] = (settings.kafka.host, settings.kafka.controller_port)
+        if "connect" in services:
+            ports["connect.port"] = (settings.connect.host, settings.connect.port)
+        require_free_ports(ports)
+
+    # -- down ----------------------------------------------------------------------------------
+    def down(self, *, purge: bool = False, progress: ProgressCallback = lambda _: None) -> list[str]:
+        """Stop every service (newest first) and any stray process of this state directory."""
+        stopped = []
+        for name in reversed(self.service_names()):
+            if self._stop_service(name):
+                stopped.append(name)
+                progress(f"{name}: stopped")
+        for process in self._stray_processes():
+            stop_process_tree(process, timeout_s=10)
+        if purge:
+            shutil.rmtree(self.paths.root, ignore_errors=True)
+            shutil.rmtree(self.paths.postgres_socket_dir, ignore_errors=True)
+            progress(f"removed {self.paths.root}")
+        return stopped
+
+    def _stop_service(self, name: str) -> bool:
+        if name == "postgres":
+            was_running = self.postgres.status().running
+            self.postgres.stop()
+            return was_running
+        record = self.registry.get(name)
+        if record is None:
+            return False
+        process = record.process()
+        if process is not None:
+            stop_process_tree(process, timeout_s=30)
+        self.registry.forget(name)
+        return process is not None
+
+    def _stray_processes(self) -> list[psutil.Process]:
+        """Processes tagged with this state directory (JVMs) or serving its Postgres data."""
+        markers = (f"-Dtidewire.state={self.paths.root}", str(self.paths.postgres_data))
+        strays = []
+        for process in psutil.process_iter(["cmdline"]):
+            command_line = " ".join(process.info.get("cmdline") or [])
+            if any(marker in command_line for marker in markers):
+                strays.append(process)
+        return strays
+
+    # -- status --------------------------------------------------------------------------------
+    @staticmethod
+    def service_names() -> list[str]:
+        return ["postgres", "kafka", "connect"]
+
+    def service_states(self) -> dict[str, str]:
+        states: dict[str, str] = {}
+        states["postgres"] = RUNNING if self.postgres.status().running else STOPPED
+        for name, probe in (("kafka", self.kafka.probe), ("connect", self.connect.probe)):
+            record = self.registry.get(name)
+            if record is None or not record.is_running():
+                states[name] = STOPPED
+                continue
+            try:
+                probe()
+                states[name] = RUNNING
+            except NotReadyYet:
+                states[name] = UNRESPONSIVE
+        return states
+
+    def status(self) -> dict[str, Any]:
+        """The document `tidewire status --json` prints (keys are a documented contract)."""
+        settings = self.settings
+        postgres = settings.postgres
+        return {
+            "postgres_dsn": f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/{postgres.database}",
+            "kafka_bootstrap": settings.kafka.bootstrap,
+            "connect_url": settings.connect.url,
+            "api_url": settings.api.url,
+            "state_dir": str(self.paths.root),
+            "services": self.service_states(),
+            "logs": {name: str(self.paths.log_file(name)) for name in self.service_names()},
+        }
+
+    def require_running(self) -> None:
+        down = [name for name, state in self.service_states().items() if state != RUNNING]
+        if down:
+            raise PrerequisiteError(f"not running: {', '.join(down)}; start the stack with `tidewire up`")
