@@ -8,7 +8,6 @@ a non-zero exit, unless ``--debug`` asks for the traceback.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 

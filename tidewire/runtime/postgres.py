@@ -72,7 +72,7 @@ class PostgresServer:
                 env={key: value for key, value in os.environ.items() if not key.startswith("PG")},
             )
         except subprocess.TimeoutExpired:
-            raise ServiceError(f"postgres: {program} did not finish in {timeout_s:.0f}s; see {self.log_file}")
+            raise ServiceError(f"postgres: {program} did not finish in {timeout_s:.0f}s; see {self.log_file}") from None
 
     # -- lifecycle -------------------------------------------------------------------------
     def status(self) -> PostgresStatus:

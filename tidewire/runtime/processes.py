@@ -8,6 +8,7 @@ a record whose pid now belongs to another process is stale, not "running".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -129,16 +130,12 @@ def stop_process_tree(process: psutil.Process, *, timeout_s: float = 20.0) -> No
     except psutil.NoSuchProcess:
         return
     for member in family:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(family, timeout=timeout_s)
     for member in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=5)
 
 
