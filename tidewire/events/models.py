@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Self, TypeAlias, TypeVar
 from tidewire.errors import TidewireError
 from tidewire.events.errors import EventValidationError
 
-JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 JsonObject: TypeAlias = "dict[str, JsonValue]"
 
 # Limits of the IngestDocument contract (docs/events.md). The body limit keeps the whole
