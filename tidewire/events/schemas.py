@@ -88,16 +88,16 @@ def build_event_schema(
         canonical_form = to_parsing_canonical_form(dict(definition))
     except Exception as error:  # fastavro raises SchemaParseError, ValueError, KeyError, TypeError...
         raise EventSchemaError(f"Avro schema {origin} is invalid: {error}") from error
-    # fastavro gives the CRC-64-AVRO value as big-endian hex; single-object encoding
-    # writes it little-endian.
-    crc = int(fingerprint(canonical_form, "CRC-64-AVRO"), 16)
+    # fastavro's CRC-64-AVRO hex already lists the bytes little-endian, the order the
+    # single-object header uses (as Java's SchemaNormalization.parsingFingerprint does).
+    fingerprint_bytes = bytes.fromhex(fingerprint(canonical_form, "CRC-64-AVRO"))
     return EventSchema(
         name=name,
         version=version,
         definition=definition,
         parsed=parsed,
         canonical_form=canonical_form,
-        fingerprint=crc.to_bytes(8, "little"),
+        fingerprint=fingerprint_bytes,
     )
 
 
