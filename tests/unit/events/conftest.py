@@ -3,8 +3,12 @@ and a stand-in Schema Registry served over real HTTP."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +24,8 @@ from tidewire.events import (
     SchemaCatalog,
     default_catalog,
 )
+from tidewire.events.schemas import DEFAULT_SCHEMA_DIR, EventSchema
+from tidewire.settings import TopicSettings
 
 # Millisecond precision: timestamp-millis fields keep no more than that, so a round trip is exact.
 EVENT_TIME = datetime(2025, 3, 14, 15, 9, 26, 535_000, tzinfo=UTC)
@@ -116,3 +122,42 @@ def sample_event(request: pytest.FixtureRequest) -> Event:
 def schema_registry() -> Iterator[RunningRegistry]:
     with running_schema_registry() as registry:
         yield registry
+
+
+TOPICS = TopicSettings()
+TOPIC_OF_EVENT = {
+    "IngestDocument": TOPICS.ingest,
+    "Notification": TOPICS.notifications,
+    "DeadLetter": TOPICS.dead_letter,
+}
+
+# Fields a plausible earlier IngestDocument lacked; each has a default in the current schema,
+# which is what makes adding them backward compatible.
+FIELDS_ADDED_SINCE_PREVIOUS_VERSION = ("operation", "source", "pipeline")
+
+
+@dataclass(frozen=True)
+class EvolvedCatalog:
+    """A schema directory in which IngestDocument has two released versions."""
+
+    catalog: SchemaCatalog
+    previous: EventSchema
+    """v1: the current schema without ``FIELDS_ADDED_SINCE_PREVIOUS_VERSION``."""
+
+
+@pytest.fixture
+def evolved_catalog(tmp_path: Path) -> EvolvedCatalog:
+    directory = tmp_path / "avro"
+    shutil.copytree(DEFAULT_SCHEMA_DIR, directory)
+    current = json.loads((directory / "IngestDocument.avsc").read_text())
+    previous = {
+        **current,
+        "fields": [
+            field for field in current["fields"] if field["name"] not in FIELDS_ADDED_SINCE_PREVIOUS_VERSION
+        ],
+    }
+    history = directory / "history" / "IngestDocument"
+    (history / "v1.avsc").write_text(json.dumps(previous))
+    (history / "v2.avsc").write_text(json.dumps(current))
+    catalog = SchemaCatalog.from_directory(directory)
+    return EvolvedCatalog(catalog=catalog, previous=catalog.history("IngestDocument")[0])

@@ -123,7 +123,10 @@ def running_schema_registry() -> Iterator[RunningRegistry]:
     """Serve a fresh registry on a free loopback port for the duration of the block."""
     state = RegistryState()
     server = _RegistryHTTPServer(state)
-    thread = threading.Thread(target=server.serve_forever, name="schema-registry", daemon=True)
+    # A short poll interval so that shutdown() returns in milliseconds, not half a second.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="schema-registry", daemon=True
+    )
     thread.start()
     try:
         host, port = server.server_address[:2]
