@@ -145,7 +145,7 @@ class IngestDocument(Event):
         }
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> IngestDocument:
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
         return cls(
             document_id=record["document_id"],
             tenant_id=record["tenant_id"],
@@ -239,7 +239,7 @@ class Notification(Event):
         }
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Notification:
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
         return cls(
             event_type=_enum_member(NotificationType, record["event_type"], "event_type"),
             tenant_id=record["tenant_id"],
@@ -357,7 +357,7 @@ class DeadLetter(Event):
         }
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> DeadLetter:
+    def from_record(cls, record: Mapping[str, Any]) -> Self:
         return cls(
             topic=record["topic"],
             partition=record["partition"],

@@ -167,17 +167,21 @@ class SchemaRegistryCodec(EventCodec):
         key = (subject, schema.name)
         if key not in self._schema_ids:
             registry_schema = Schema(schema.text, "AVRO")
+            schema_id: int | None
             try:
                 if self._auto_register:
-                    self._schema_ids[key] = self._client.register_schema(subject, registry_schema)
+                    schema_id = self._client.register_schema(subject, registry_schema)
                 else:
-                    self._schema_ids[key] = self._client.lookup_schema(subject, registry_schema).schema_id
+                    schema_id = self._client.lookup_schema(subject, registry_schema).schema_id
             except SchemaRegistryError as error:
                 raise _registry_failure(error, action=f"register {schema.name} under {subject}") from error
             except Exception as error:  # httpx transport errors: refused, reset, timed out
                 raise SchemaRegistryUnavailableError(
                     f"Schema Registry unreachable while registering {schema.name} under {subject}: {error}"
                 ) from error
+            if schema_id is None:
+                raise EventEncodeError(f"Schema Registry returned no id for {schema.name} under {subject}")
+            self._schema_ids[key] = schema_id
         return self._schema_ids[key]
 
     def _deserializer(self, reader: EventSchema) -> AvroDeserializer:

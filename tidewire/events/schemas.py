@@ -44,7 +44,7 @@ class EventSchema:
     """Released version number from ``history/<name>/v<N>.avsc``; ``None`` for the current file."""
     definition: Mapping[str, Any] = field(repr=False)
     """The schema as written in the file (plain JSON)."""
-    parsed: Mapping[str, Any] = field(repr=False)
+    parsed: dict[str, Any] = field(repr=False)
     """The schema as fastavro parsed it, for ``schemaless_writer`` / ``schemaless_reader``."""
     canonical_form: str = field(repr=False)
     """Avro Parsing Canonical Form: what the fingerprint is computed over."""
@@ -85,6 +85,8 @@ def build_event_schema(
         # A fresh named-type registry per schema: two versions of one event share record
         # and enum names, which fastavro would otherwise treat as redefinitions.
         parsed = fastavro.parse_schema(dict(definition), named_schemas={})
+        if not isinstance(parsed, dict):
+            raise TypeError("not a record")
         canonical_form = to_parsing_canonical_form(dict(definition))
     except Exception as error:  # fastavro raises SchemaParseError, ValueError, KeyError, TypeError...
         raise EventSchemaError(f"Avro schema {origin} is invalid: {error}") from error

@@ -69,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         state.requests.append((method, path))
         length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
+        body: Any = json.loads(self.rfile.read(length)) if length else {}
         if state.fail_with_status is not None:
             self._reply(state.fail_with_status, {"error_code": 50001, "message": "registry is failing"})
             return
@@ -129,8 +129,8 @@ def running_schema_registry() -> Iterator[RunningRegistry]:
     )
     thread.start()
     try:
-        host, port = server.server_address[:2]
-        yield RunningRegistry(url=f"http://{host}:{port}", state=state)
+        port = server.server_address[1]
+        yield RunningRegistry(url=f"http://127.0.0.1:{port}", state=state)
     finally:
         server.shutdown()
         server.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -110,7 +111,7 @@ def test_metadata_json_from_the_wire_must_be_an_object_jsonb_accepts(
 
 def test_notification_freshness_is_measured_and_never_negative() -> None:
     committed = datetime(2025, 3, 14, 12, 0, 0, 250_000, tzinfo=UTC)
-    fields = {
+    fields: dict[str, Any] = {
         "event_type": NotificationType.INDEXED,
         "tenant_id": "acme",
         "document_id": "d",

@@ -77,6 +77,7 @@ def test_adding_fields_with_defaults_is_backward_compatible(evolved_catalog: Evo
     )
     buffer.seek(0)
     record = schemaless_reader(buffer, evolved_catalog.previous.parsed, current.parsed)
+    assert isinstance(record, dict)
     assert {name: record[name] for name in FIELDS_ADDED_SINCE_PREVIOUS_VERSION} == {
         "operation": "UPSERT",
         "source": None,

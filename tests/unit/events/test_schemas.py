@@ -60,12 +60,10 @@ def _undocumented(schema: Any, *, path: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", EVENT_NAMES)
-def test_history_starts_at_v1_and_the_current_schema_is_released_or_newer(
-    catalog: SchemaCatalog, name: str
-) -> None:
+def test_every_event_has_a_released_history_from_v1(catalog: SchemaCatalog, name: str) -> None:
     history = catalog.history(name)
-    assert [schema.version for schema in history] == list(range(1, len(history) + 1))
     assert history, f"release {name} as schemas/avro/history/{name}/v1.avsc"
+    assert [schema.version for schema in history] == list(range(1, len(history) + 1))
 
 
 @pytest.mark.parametrize("name", EVENT_NAMES)
