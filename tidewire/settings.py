@@ -179,8 +179,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("TIDEWIRE_CONFIG", "tidewire.toml"))
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @field_validator("state_dir", "jars_dir")
     @classmethod
@@ -204,12 +203,15 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
 
     ``config_file`` replaces ``tidewire.toml``; a path given explicitly must exist.
     """
-    if config_file is not None:
-        if not config_file.is_file():
-            raise ConfigurationError(f"config file {config_file} does not exist; check the --config path")
-        os.environ["TIDEWIRE_CONFIG"] = str(config_file)
+    if config_file is not None and not config_file.is_file():
+        raise ConfigurationError(f"config file {config_file} does not exist; check the --config path")
+    toml_file = config_file or Path(os.environ.get("TIDEWIRE_CONFIG", "tidewire.toml"))
+    # A subclass carries the file name, so nothing global (like os.environ) has to change.
+    settings_class = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}}
+    )
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return settings_class(**overrides)
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error)) from None
 

@@ -1,0 +1,117 @@
+"""Lifecycle of a second, isolated stack (own state directory and ports): start, crash, recover, stop.
+
+It is separate from the session's shared stack so that stopping and killing it cannot
+disturb the other tests. The tests in this module run in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.integration.conftest import CliRunner
+from tidewire.runtime.readiness import port_is_free
+
+PORTS = {
+    "TIDEWIRE_POSTGRES__PORT": 55532,
+    "TIDEWIRE_KAFKA__PORT": 19192,
+    "TIDEWIRE_KAFKA__CONTROLLER_PORT": 19193,
+    "TIDEWIRE_CONNECT__PORT": 18183,
+}
+
+
+@pytest.fixture(scope="module")
+def isolated(run_cli: CliRunner) -> Iterator[dict[str, str]]:
+    # Not pytest's tmp_path: another pytest session may prune those folders while this stack runs.
+    parent = Path(tempfile.mkdtemp(prefix="tidewire-lifecycle-"))
+    env = {name: str(port) for name, port in PORTS.items()}
+    env["TIDEWIRE_STATE_DIR"] = str(parent / "state")
+    yield env
+    run_cli("down", "--purge", env=env)
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def _processes_of(state_dir: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if state_dir in " ".join(process.info.get("cmdline") or []):
+            found.append(process)
+    return found
+
+
+def _status(run_cli: CliRunner, env: dict[str, str]) -> dict:
+    result = run_cli("status", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_port_in_use_is_one_clear_line_and_starts_nothing(
+    isolated: dict[str, str], run_cli: CliRunner
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", PORTS["TIDEWIRE_KAFKA__PORT"]))
+        squatter.listen()
+        result = run_cli("up", "--detach", env=isolated)
+    assert result.returncode == 3
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "port in use: 127.0.0.1:19192 (kafka.port)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _processes_of(isolated["TIDEWIRE_STATE_DIR"]) == []
+
+
+def test_up_starts_every_service(isolated: dict[str, str], run_cli: CliRunner) -> None:
+    result = run_cli("up", "--detach", env=isolated)
+    assert result.returncode == 0, result.stderr
+    assert _status(run_cli, isolated)["services"] == {
+        "postgres": "running",
+        "kafka": "running",
+        "connect": "running",
+    }
+    logs = Path(isolated["TIDEWIRE_STATE_DIR"]) / "logs"
+    assert {"postgres.log", "kafka.log", "connect.log"} <= {path.name for path in logs.iterdir()}
+
+
+def test_migrations_are_reversible(isolated: dict[str, str], run_cli: CliRunner) -> None:
+    assert run_cli("db", "downgrade", "base", env=isolated).returncode == 0
+    assert json.loads(run_cli("db", "current", "--json", env=isolated).stdout)["revision"] is None
+    assert run_cli("db", "upgrade", env=isolated).returncode == 0
+    assert json.loads(run_cli("db", "current", "--json", env=isolated).stdout)["revision"] == "0001"
+
+
+def test_up_recovers_from_a_crashed_run(isolated: dict[str, str], run_cli: CliRunner) -> None:
+    victims = _processes_of(isolated["TIDEWIRE_STATE_DIR"])
+    assert victims
+    for process in victims:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=10)
+    assert set(_status(run_cli, isolated)["services"].values()) == {"stopped"}
+
+    result = run_cli("up", "--detach", env=isolated)
+
+    assert result.returncode == 0, result.stderr
+    assert "cleaned up records of a crashed run" in result.stderr
+    states = _status(run_cli, isolated)["services"]
+    assert set(states.values()) == {"running"}, (states, result.stderr)
+
+
+def test_down_leaves_no_process_and_frees_the_ports(isolated: dict[str, str], run_cli: CliRunner) -> None:
+    result = run_cli("down", env=isolated)
+    assert result.returncode == 0, result.stderr
+    assert _processes_of(isolated["TIDEWIRE_STATE_DIR"]) == []
+    for port in PORTS.values():
+        assert port_is_free("127.0.0.1", port), port
+    assert set(_status(run_cli, isolated)["services"].values()) == {"stopped"}
+
+
+def test_down_purge_removes_the_state_directory(isolated: dict[str, str], run_cli: CliRunner) -> None:
+    assert run_cli("down", "--purge", env=isolated).returncode == 0
+    assert not os.path.exists(isolated["TIDEWIRE_STATE_DIR"])

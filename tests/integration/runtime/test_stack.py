@@ -1,0 +1,128 @@
+"""The shared stack: Kafka works, Debezium carries a row to Kafka, `up` twice is harmless, `status --json`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import psycopg
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.integration.conftest import CliRunner
+from tidewire.runtime.stack import LocalStack
+from tidewire.settings import Settings
+
+
+def _consume_until(consumer: Consumer, predicate, timeout_s: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        if message.error():
+            assert message.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART, message.error()
+            continue
+        if predicate(message):
+            return message
+    raise AssertionError(f"no matching message within {timeout_s}s")
+
+
+def _consumer(settings: Settings, topic: str) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    return consumer
+
+
+def test_a_message_produced_to_kafka_is_consumed(local_stack: LocalStack, settings: Settings) -> None:
+    topic = f"test.roundtrip.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap})
+    producer.produce(topic, key=b"doc-1", value=b"hello tidewire")
+    assert producer.flush(30) == 0
+    consumer = _consumer(settings, topic)
+    try:
+        message = _consume_until(consumer, lambda m: m.key() == b"doc-1")
+    finally:
+        consumer.close()
+    assert message.value() == b"hello tidewire"
+    assert admin.list_topics(topic, timeout=10).topics[topic].partitions.keys() == {0, 1, 2}
+
+
+def test_a_row_written_to_documents_arrives_as_a_debezium_change_event(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    document_id = f"test-{uuid.uuid4().hex}"
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO documents (id, tenant_id, title, body, metadata) VALUES (%s, 'acme', 'T', 'B', '{\"k\": 1}')",
+            [document_id],
+        )
+        connection.execute("UPDATE documents SET body = 'B2' WHERE id = %s", [document_id])
+    topic = settings.topics.cdc_topic("public", "documents")
+    consumer = _consumer(settings, topic)
+    try:
+        created = _consume_until(consumer, lambda m: json.loads(m.key()) == {"id": document_id})
+        updated = _consume_until(consumer, lambda m: json.loads(m.key()) == {"id": document_id})
+    finally:
+        consumer.close()
+    created_event = json.loads(created.value())
+    assert created_event["op"] == "c"
+    assert created_event["after"]["tenant_id"] == "acme"
+    assert created_event["after"]["body"] == "B"
+    assert json.loads(created_event["after"]["metadata"]) == {"k": 1}
+    assert created_event["source"]["table"] == "documents"
+    updated_event = json.loads(updated.value())
+    assert updated_event["op"] == "u"
+    assert updated_event["after"]["body"] == "B2"
+    # Key-based partitioning keeps one document's changes in one partition, in order.
+    assert created.partition() == updated.partition()
+    assert updated.offset() > created.offset()
+
+
+def test_up_twice_is_harmless(local_stack: LocalStack, run_cli: CliRunner) -> None:
+    pids_before = {name: local_stack.registry.get(name).pid for name in ("kafka", "connect")}  # type: ignore[union-attr]
+    postgres_pid_before = local_stack.postgres.status().pid
+    result = run_cli("up", "--detach")
+    assert result.returncode == 0, result.stderr
+    for name in ("postgres", "kafka", "connect"):
+        assert f"{name}: already running" in result.stderr
+    assert {name: local_stack.registry.get(name).pid for name in ("kafka", "connect")} == pids_before  # type: ignore[union-attr]
+    assert local_stack.postgres.status().pid == postgres_pid_before
+
+
+def test_status_json_has_the_documented_keys(
+    local_stack: LocalStack, run_cli: CliRunner, settings: Settings
+) -> None:
+    result = run_cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert {"postgres_dsn", "kafka_bootstrap", "connect_url", "api_url", "services"} <= document.keys()
+    assert document["services"] == {"postgres": "running", "kafka": "running", "connect": "running"}
+    assert document["kafka_bootstrap"] == settings.kafka.bootstrap
+    assert document["connect_url"] == settings.connect.url
+    for log_file in document["logs"].values():
+        assert log_file.startswith(document["state_dir"])
+
+
+def test_connector_status_reports_running(local_stack: LocalStack, run_cli: CliRunner) -> None:
+    result = run_cli("connector", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout)
+    assert state["state"] == "RUNNING"
+    assert [task["state"] for task in state["tasks"]] == ["RUNNING"]
+
+
+def test_migrations_are_at_head(local_stack: LocalStack, run_cli: CliRunner) -> None:
+    result = run_cli("db", "current", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["revision"] == "0001"

@@ -1,0 +1,46 @@
+"""Every CLI error is one line on stderr with a non-zero exit; --debug shows the traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidewire.cli import main
+from tidewire.errors import ConfigurationError
+
+
+def test_a_configuration_error_is_one_line_and_exit_code_2(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIDEWIRE_KAFKA__PORT", "99999")
+    exit_code = main(["status", "--json"])
+    captured = capsys.readouterr()
+    assert exit_code == 2
+    assert captured.out == ""
+    assert captured.err.startswith("error: invalid settings: kafka.port (TIDEWIRE_KAFKA__PORT)")
+    assert captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err
+
+
+def test_debug_lets_the_error_through_with_its_traceback(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDEWIRE_KAFKA__PORT", "99999")
+    with pytest.raises(ConfigurationError):
+        main(["--debug", "status"])
+
+
+def test_a_usage_error_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["no-such-command"]) == 2
+    assert "No such command" in capsys.readouterr().err
+
+
+def test_status_of_a_stack_that_never_ran_says_stopped(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ports nobody uses, so a developer's running stack cannot answer.
+    monkeypatch.setenv("TIDEWIRE_KAFKA__PORT", "1")
+    monkeypatch.setenv("TIDEWIRE_CONNECT__PORT", "2")
+    assert main(["status", "--json"]) == 0
+    assert '"postgres": "stopped"' in capsys.readouterr().out
