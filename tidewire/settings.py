@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from tidewire.errors import ConfigurationError
+from tidewire.pipeline_spec import PipelineSpec, default_pipelines
 
 DEVELOPMENT_PASSWORDS = frozenset({"tidewire-dev", "tidewire-replication-dev"})
 
@@ -162,6 +163,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     api: ApiSettings = ApiSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
+    pipelines: list[PipelineSpec] = Field(default_factory=default_pipelines)
 
     model_config = SettingsConfigDict(
         env_prefix="TIDEWIRE_",
@@ -185,6 +187,26 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("pipelines")
+    @classmethod
+    def _distinct_pipelines(cls, pipelines: list[PipelineSpec]) -> list[PipelineSpec]:
+        if not pipelines:
+            raise ValueError("declare at least one [[pipelines]] entry (or none, for the default)")
+        for attribute in ("name", "source_table"):
+            values = [getattr(pipeline, attribute) for pipeline in pipelines]
+            duplicates = sorted({value for value in values if values.count(value) > 1})
+            if duplicates:
+                raise ValueError(f"two pipelines share the {attribute} {', '.join(duplicates)}")
+        return pipelines
+
+    def pipeline(self, name: str) -> PipelineSpec:
+        """The pipeline called ``name``; a :class:`ConfigurationError` lists the known ones otherwise."""
+        for pipeline in self.pipelines:
+            if pipeline.name == name:
+                return pipeline
+        known = ", ".join(pipeline.name for pipeline in self.pipelines)
+        raise ConfigurationError(f"no pipeline named {name!r}; known pipelines: {known}")
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:
