@@ -150,6 +150,13 @@ class EmbeddingSettings(BaseModel):
         return self
 
 
+class StreamsSettings(BaseModel):
+    """The Faust stream processors (``streams/``): consumer group, batching, retries, webhooks."""
+
+    app_id: str = "tidewire-streams"
+    workers: int = Field(default=1, ge=0, description="Worker processes `tidewire up` starts")
+
+
 class Settings(BaseSettings):
     """Everything a Tidewire process is configured with."""
 
@@ -163,6 +170,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     api: ApiSettings = ApiSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
+    streams: StreamsSettings = StreamsSettings()
     pipelines: list[PipelineSpec] = Field(default_factory=default_pipelines)
 
     model_config = SettingsConfigDict(
