@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -118,11 +118,91 @@ class TopicSettings(BaseModel):
         return f"{self.cdc_prefix}.{schema}.{table}"
 
 
+class OpenAIChatProvider(BaseModel):
+    """Any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM, Ollama, llama.cpp server)."""
+
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["openai"] = "openai"
+    name: str = Field(default="openai", description="Names the provider in logs, metrics and `done.usage`.")
+    base_url: str = Field(pattern=r"^https?://", description="e.g. https://api.openai.com/v1")
+    model: str
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=30.0, gt=0, description="Longest silence while streaming an answer")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    first_token_timeout_s: float = Field(default=30.0, gt=0, description="Longest wait for the first token")
+    max_retries: int = Field(default=2, ge=0, description="Retries on 429/5xx/connection errors")
+    max_retry_after_s: float = Field(default=10.0, ge=0, description="A longer Retry-After moves on instead")
+    breaker_failures: int = Field(default=5, ge=1, description="Consecutive failures that open the circuit")
+    breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="How long an open circuit skips the provider"
+    )
+    max_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+
+
+class ExtractiveChatProvider(BaseModel):
+    """The built-in offline provider: the most relevant retrieved sentences, with citations."""
+
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["extractive"] = "extractive"
+    name: str = "extractive"
+    max_sentences: int = Field(default=4, ge=1, le=20)
+
+
+ChatProviderSettings = Annotated[OpenAIChatProvider | ExtractiveChatProvider, Field(discriminator="kind")]
+
+
 class ApiSettings(BaseModel):
-    """The FastAPI read side."""
+    """The FastAPI read side (``api/``): auth, limits, search, chat and the SSE streams."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    key_pepper: SecretStr | None = Field(
+        default=None, description="HMAC key mixed into stored API key hashes; changing it revokes every key"
+    )
+    key_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a verified key is trusted without a lookup (revocation delay)",
+    )
+    rate_limit_per_s: float = Field(default=20.0, gt=0, description="Sustained requests per second per key")
+    rate_limit_burst: int = Field(default=40, ge=1, description="Requests a key may send at once")
+    max_body_bytes: int = Field(default=65_536, ge=1_024, description="Larger request bodies get 413")
+    max_header_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=16_384, description="Request head size uvicorn accepts (h11)"
+    )
+    database_pool_size: int = Field(default=8, ge=1)
+    query_cache_size: int = Field(default=1_024, ge=0, description="Query embeddings kept (LRU); 0: off")
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1_000)
+    iterative_scan: Literal["relaxed_order", "strict_order", "off"] = Field(
+        default="relaxed_order",
+        description="pgvector iterative index scans, so filtered searches return k rows",
+    )
+    hnsw_max_scan_tuples: int = Field(default=20_000, ge=1)
+    read_your_writes_max_wait_s: float = Field(
+        default=5.0, ge=0, le=60, description="Longest wait for an `after` token to become searchable"
+    )
+    chat_k: int = Field(default=5, ge=1, le=20, description="Chunks retrieved for a chat question by default")
+    chat_providers: list[ChatProviderSettings] = Field(
+        default_factory=list, description="Tried in order; the extractive provider when empty"
+    )
+    chat_timeout_s: float = Field(default=120.0, gt=0, description="Longest whole chat answer")
+    semantic_cache: bool = True
+    semantic_cache_distance: float = Field(
+        default=0.08, ge=0, le=2, description="Cosine distance under which a cached answer is reused"
+    )
+    sse_ping_s: float = Field(default=15.0, gt=0, description="Comment heartbeat interval while idle")
+    sse_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="A client that reads no event this long is dropped"
+    )
+    events_buffer: int = Field(
+        default=10_000, ge=100, description="Recent notifications kept in memory for Last-Event-ID resumes"
+    )
+    events_client_queue: int = Field(
+        default=1_000, ge=10, description="Events queued per SSE client before drop"
+    )
 
     @property
     def url(self) -> str:
@@ -139,8 +219,14 @@ class EmbeddingSettings(BaseModel):
     intra_op_threads: int = Field(default=0, ge=0, description="0: one per physical core")
     max_batch_rows: int = Field(default=64, ge=1)
     max_batch_tokens: int = Field(default=8192, ge=1)
-    max_wait_ms: float = Field(default=5.0, ge=0)
-    chunk_tokens: int = Field(default=256, ge=16)
+    max_wait_ms: float = Field(default=5.0, ge=0, description="How long the batcher waits to fill a batch")
+    pad_multiple: int = Field(default=8, ge=1, description="Padded lengths are rounded up to this (shape buckets)")
+    cpu_memory_arena: bool = Field(
+        default=False, description="ONNX Runtime's CPU arena: faster allocation, but keeps peak memory per shape"
+    )
+    chunk_tokens: int = Field(
+        default=256, ge=16, description="Tokens per chunk, [CLS]/[SEP] included; capped at the model limit"
+    )
     chunk_overlap_tokens: int = Field(default=32, ge=0)
 
     @model_validator(mode="after")
@@ -150,11 +236,40 @@ class EmbeddingSettings(BaseModel):
         return self
 
 
+class WebhookEndpoint(BaseModel):
+    """An HTTP endpoint that receives every notification (of one tenant, when ``tenant`` is set)."""
+
+    model_config = {"extra": "forbid"}
+
+    url: str = Field(pattern=r"^https?://", description="Where notifications are POSTed.")
+    secret: SecretStr = Field(description="HMAC-SHA256 key of the X-Tidewire-Signature header.")
+    tenant: str | None = Field(default=None, description="Only this tenant's notifications; all when unset.")
+
+
 class StreamsSettings(BaseModel):
     """The Faust stream processors (``streams/``): consumer group, batching, retries, webhooks."""
 
-    app_id: str = "tidewire-streams"
+    app_id: str = Field(default="tidewire-streams", description="Faust app id = Kafka consumer group")
     workers: int = Field(default=1, ge=0, description="Worker processes `tidewire up` starts")
+    batch_max_events: int = Field(default=512, ge=1, description="Most CDC events in one micro-batch")
+    batch_max_wait_s: float = Field(default=0.1, gt=0, description="Longest wait to fill a micro-batch")
+    retry_attempts: int = Field(
+        default=6, ge=1, description="Tries of a batch's database/model work before the worker exits"
+    )
+    retry_initial_backoff_s: float = Field(default=0.5, gt=0)
+    retry_max_backoff_s: float = Field(default=10.0, gt=0)
+    web_port: int | None = Field(
+        default=6066, ge=0, le=65535, description="Faust web server of worker 0 (worker i: +i); 0/None: off"
+    )
+    metrics_port: int | None = Field(
+        default=9466, ge=0, le=65535, description="Prometheus /metrics of worker 0 (worker i: +i); 0/None: off"
+    )
+    webhooks: list[WebhookEndpoint] = Field(default_factory=list)
+    webhook_attempts: int = Field(default=5, ge=1, description="Deliveries tried before the dead letter")
+    webhook_initial_backoff_s: float = Field(default=1.0, gt=0)
+    webhook_max_backoff_s: float = Field(default=30.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    startup_timeout_s: float = Field(default=90.0, gt=0, description="`tidewire up` waits this long per worker")
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,216 @@
+"""Run the embedding model: pick provider and variant, tokenize, batch, infer.
+
+:class:`Embedder` is synchronous and thread-safe for concurrent :meth:`Embedder.embed` calls
+(ONNX Runtime sessions are); the asynchronous front is :mod:`models.batcher`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+import psutil
+
+from models.batch_planning import BatchLimits, PlannedBatch, plan_batches
+from models.build import ModelManifest, Variant, require_manifest, variant_path
+from models.errors import EmbeddingError, ProviderUnavailableError
+from models.graph_builder import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING
+from models.tokenizer import TextTokenizer
+from tidewire.settings import EmbeddingSettings
+
+logger = logging.getLogger(__name__)
+
+Provider = Literal["cuda", "cpu"]
+_ORT_PROVIDERS: dict[Provider, str] = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+def cuda_available() -> bool:
+    """Whether onnxruntime-gpu is installed (it lists CUDA only when built with it)."""
+    return _ORT_PROVIDERS["cuda"] in ort.get_available_providers()
+
+
+def resolve_provider(requested: Literal["auto", "cuda", "cpu"]) -> Provider:
+    """``auto`` is CUDA when onnxruntime-gpu is installed, else CPU; ``cuda`` without it is an error."""
+    if requested == "cpu":
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if requested == "cuda":
+        raise ProviderUnavailableError(
+            "embedding.provider is cuda but onnxruntime has no CUDAExecutionProvider; "
+            "install onnxruntime-gpu or set embedding.provider = cpu"
+        )
+    return "cpu"
+
+
+def resolve_variant(requested: Literal["auto", "fp32", "int8", "fp16"], provider: Provider) -> Variant:
+    """``auto`` is the fastest accurate variant for the provider: fp16 on CUDA, int8 on CPU."""
+    if requested != "auto":
+        return requested
+    return "fp16" if provider == "cuda" else "int8"
+
+
+def default_thread_count() -> int:
+    # One thread per physical core: hyper-threads share the FMA units the MatMuls saturate.
+    return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class EmbedderOptions:
+    """Runtime choices of one :class:`Embedder`, resolved from :class:`EmbeddingSettings`."""
+
+    variant: Variant
+    provider: Provider
+    intra_op_threads: int
+    limits: BatchLimits
+    cpu_memory_arena: bool = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: EmbeddingSettings, *, max_tokens: int, variant: Variant | None = None
+    ) -> EmbedderOptions:
+        provider = resolve_provider(settings.provider)
+        return cls(
+            variant=variant or resolve_variant(settings.variant, provider),
+            provider=provider,
+            intra_op_threads=settings.intra_op_threads or default_thread_count(),
+            limits=BatchLimits(
+                max_rows=settings.max_batch_rows,
+                max_tokens=settings.max_batch_tokens,
+                pad_multiple=settings.pad_multiple,
+                max_length=max_tokens,
+            ),
+            cpu_memory_arena=settings.cpu_memory_arena,
+        )
+
+
+class Embedder:
+    """Text → L2-normalized sentence embeddings with one ONNX Runtime session."""
+
+    def __init__(self, directory: Path, manifest: ModelManifest, options: EmbedderOptions) -> None:
+        self.manifest = manifest
+        self.options = options
+        self.tokenizer = TextTokenizer(directory / manifest.tokenizer_file, manifest.max_tokens)
+        self.model_path = variant_path(directory, manifest, options.variant)
+        self._session = _create_session(self.model_path, options)
+        self._use_io_binding = options.provider == "cuda"
+
+    @classmethod
+    def from_settings(cls, settings: EmbeddingSettings, *, variant: Variant | None = None) -> Embedder:
+        """Open the built model in ``settings.model_dir`` (build it first with ``tidewire model build``)."""
+        directory, manifest = require_manifest(settings.model_dir, settings.model_id)
+        options = EmbedderOptions.from_settings(settings, max_tokens=manifest.max_tokens, variant=variant)
+        return cls(directory, manifest, options)
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def max_tokens(self) -> int:
+        return self.manifest.max_tokens
+
+    @property
+    def variant(self) -> Variant:
+        return self.options.variant
+
+    @property
+    def provider(self) -> Provider:
+        return self.options.provider
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts`` (float32, ``[len(texts), dim]``), in input order.
+
+        Each text is truncated at the model's limit; split long documents with
+        :class:`models.chunking.TextChunker` first so nothing is lost.
+        """
+        return self.embed_token_ids(self.tokenizer.encode_batch(texts))
+
+    def embed_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Embeddings of already tokenized texts (with [CLS]/[SEP]), batched by length."""
+        result = np.empty((len(token_ids), self.dim), dtype=np.float32)
+        for batch in plan_batches([len(ids) for ids in token_ids], self.options.limits):
+            result[list(batch.indices)] = self.run_batch([token_ids[index] for index in batch.indices], batch)
+        return result
+
+    def run_batch(self, rows: Sequence[Sequence[int]], batch: PlannedBatch) -> np.ndarray:
+        """One model call on ``rows``, right-padded to ``batch.padded_length``."""
+        input_ids = np.full((len(rows), batch.padded_length), self.tokenizer.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(rows), batch.padded_length), dtype=np.int64)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        try:
+            if self._use_io_binding:
+                return self._run_bound(input_ids, attention_mask)
+            outputs = self._session.run(
+                [SENTENCE_EMBEDDING], {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask}
+            )
+        except Exception as error:  # onnxruntime raises its own non-exported exception types
+            raise EmbeddingError(f"inference failed on a batch of {input_ids.shape}: {error}") from error
+        return np.asarray(outputs[0], dtype=np.float32)
+
+    def _run_bound(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        # On GPU, IO binding copies the inputs once and lets the output live on the device until
+        # the single copy back, instead of ORT staging every tensor through pageable memory.
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(INPUT_IDS, input_ids)
+        binding.bind_cpu_input(ATTENTION_MASK, attention_mask)
+        binding.bind_output(SENTENCE_EMBEDDING, "cuda")
+        self._session.run_with_iobinding(binding)
+        return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)
+
+
+def _create_session(model_path: Path, options: EmbedderOptions) -> ort.InferenceSession:
+    session_options = ort.SessionOptions()
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session_options.intra_op_num_threads = options.intra_op_threads
+    # The graph is a chain: inter-op parallelism only adds threads competing for the same cores.
+    session_options.inter_op_num_threads = 1
+    # Memory patterns are planned and cached per input shape; with per-batch padding the shapes
+    # vary, so the cache would only grow. The CPU arena likewise keeps its high-water mark per
+    # shape; without it memory returns to the allocator (see docs/embedding.md, "Memory").
+    session_options.enable_mem_pattern = False
+    session_options.enable_cpu_mem_arena = options.cpu_memory_arena
+    session_options.log_severity_level = 3
+
+    providers: list[str | tuple[str, dict[str, str]]]
+    if options.provider == "cuda":
+        providers = [
+            (
+                _ORT_PROVIDERS["cuda"],
+                {
+                    "device_id": "0",
+                    "arena_extend_strategy": "kSameAsRequested",
+                    "cudnn_conv_algo_search": "DEFAULT",
+                },
+            ),
+            _ORT_PROVIDERS["cpu"],
+        ]
+    else:
+        providers = [_ORT_PROVIDERS["cpu"]]
+    try:
+        session = ort.InferenceSession(str(model_path), session_options, providers=providers)
+    except Exception as error:  # onnxruntime's exception classes are not importable portably
+        raise EmbeddingError(
+            f"cannot load {model_path}: {error}; rebuild with `tidewire model build --force`"
+        ) from error
+    if options.provider == "cuda" and session.get_providers()[0] != _ORT_PROVIDERS["cuda"]:
+        raise ProviderUnavailableError(
+            "CUDAExecutionProvider is installed but could not start (no GPU or CUDA libraries?); "
+            "set embedding.provider = cpu"
+        )
+    logger.debug(
+        "loaded %s on %s with %d threads", model_path.name, session.get_providers(), options.intra_op_threads
+    )
+    return session
