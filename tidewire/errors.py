@@ -50,3 +50,26 @@ class ConnectError(TidewireError):
 
     code = "connect_error"
     exit_code = 5
+
+
+class StorageError(TidewireError):
+    """The vector store (pgvector tables) refused a read or a write."""
+
+    code = "storage_error"
+    exit_code = 6
+
+
+class VectorStoreUnavailableError(StorageError):
+    """Postgres could not be reached or dropped the connection: retry the whole batch after ``retry_after_s``."""
+
+    code = "vector_store_unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class InvalidVectorWriteError(StorageError):
+    """A write carries data the vector table cannot hold (wrong dimension, NaN, chunk gaps): a caller bug."""
+
+    code = "invalid_vector_write"

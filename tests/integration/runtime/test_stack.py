@@ -7,10 +7,12 @@ import time
 import uuid
 
 import psycopg
+from alembic.script import ScriptDirectory
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.conftest import CliRunner
+from tidewire.database import alembic_config
 from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
 
@@ -122,7 +124,8 @@ def test_connector_status_reports_running(local_stack: LocalStack, run_cli: CliR
     assert [task["state"] for task in state["tasks"]] == ["RUNNING"]
 
 
-def test_migrations_are_at_head(local_stack: LocalStack, run_cli: CliRunner) -> None:
+def test_migrations_are_at_head(local_stack: LocalStack, settings: Settings, run_cli: CliRunner) -> None:
     result = run_cli("db", "current", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["revision"] == "0001"
+    head = ScriptDirectory.from_config(alembic_config(settings.postgres)).get_current_head()
+    assert json.loads(result.stdout)["revision"] == head

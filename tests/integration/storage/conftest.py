@@ -1,0 +1,47 @@
+"""Fixtures of the vector store tests: an async pool on the real Postgres, a unique pipeline per test."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+import pytest
+
+from tidewire.runtime.stack import LocalStack
+from tidewire.settings import Settings
+from tidewire.vector_store import VectorStore
+
+T = TypeVar("T")
+StoreRunner = Callable[[Callable[[VectorStore, psycopg_pool.AsyncConnectionPool], Awaitable[T]]], T]
+
+
+@pytest.fixture
+def pipeline_name(local_stack: LocalStack, settings: Settings) -> Iterator[str]:
+    """A pipeline name no other test uses; its rows are removed afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        connection.execute("DELETE FROM tidewire_chunks WHERE pipeline = %s", (name,))
+        connection.execute("DELETE FROM tidewire_document_state WHERE pipeline = %s", (name,))
+
+
+def open_pool(dsn: str) -> psycopg_pool.AsyncConnectionPool:
+    return psycopg_pool.AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False)
+
+
+@pytest.fixture
+def run_with_store(local_stack: LocalStack, settings: Settings) -> StoreRunner[Any]:
+    """Run an async test body with a VectorStore over a fresh pool (inside its own event loop)."""
+
+    def run(body: Callable[[VectorStore, psycopg_pool.AsyncConnectionPool], Awaitable[T]]) -> T:
+        async def main() -> T:
+            async with open_pool(settings.postgres.dsn()) as pool:
+                return await body(VectorStore(pool), pool)
+
+        return asyncio.run(main())
+
+    return run

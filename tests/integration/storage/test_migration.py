@@ -1,0 +1,73 @@
+"""Migration 0002 in a scratch database: upgrade creates, downgrade removes exactly what it made."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tidewire import database
+from tidewire.runtime.stack import LocalStack
+from tidewire.settings import PostgresSettings, Settings
+
+
+@pytest.fixture
+def scratch_database(local_stack: LocalStack, settings: Settings) -> Iterator[PostgresSettings]:
+    """A new, empty database owned by the application role (with pgvector), dropped afterwards."""
+    name = f"tidewire_migration_{uuid.uuid4().hex[:10]}"
+    superuser = local_stack.postgres.superuser_conninfo()
+    with psycopg.connect(superuser, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE {name} OWNER "{settings.postgres.user}"')
+    with psycopg.connect(local_stack.postgres.superuser_conninfo(name), autocommit=True) as connection:
+        connection.execute("CREATE EXTENSION vector")
+    yield settings.postgres.model_copy(update={"database": name})
+    with psycopg.connect(superuser, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _schema(postgres: PostgresSettings) -> dict[str, set[str]]:
+    with psycopg.connect(postgres.dsn()) as connection:
+        tables = {
+            r[0] for r in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        indexes = {
+            r[0]
+            for r in connection.execute(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND i.indisvalid"
+            )
+        }
+        functions = {
+            r[0]
+            for r in connection.execute(
+                "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'tidewire%'"
+            )
+        }
+    return {"tables": tables, "indexes": indexes, "functions": functions}
+
+
+def test_upgrade_then_downgrade_restores_0001(scratch_database: PostgresSettings) -> None:
+    database.upgrade(scratch_database, "0001")
+    at_0001 = _schema(scratch_database)
+    database.upgrade(scratch_database, "0002")
+    at_0002 = _schema(scratch_database)
+    assert at_0002["tables"] - at_0001["tables"] == {"tidewire_chunks", "tidewire_document_state"}
+    assert {"tidewire_chunks_embedding_hnsw_idx", "tidewire_chunks_tenant_idx"} <= at_0002["indexes"]
+    assert at_0002["functions"] == {"tidewire_write_batch"}
+    with psycopg.connect(scratch_database.dsn()) as connection:
+        (owner,) = connection.execute(
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'tidewire_chunks'"
+        ).fetchone() or ("",)
+        (method,) = connection.execute(
+            "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam "
+            "WHERE c.relname = 'tidewire_chunks_embedding_hnsw_idx'"
+        ).fetchone() or ("",)
+    assert owner == scratch_database.user
+    assert method == "hnsw"
+
+    database.downgrade(scratch_database, "0001")
+    assert _schema(scratch_database) == at_0001
+    database.upgrade(scratch_database, "0002")
+    assert _schema(scratch_database) == at_0002

@@ -1,0 +1,400 @@
+"""VectorStore against the real Postgres: latest-wins, deletes, truncates, exact vectors, round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy
+import psycopg
+import psycopg_pool
+import pytest
+from pgvector.psycopg import register_vector
+
+from tests.integration.storage.conftest import StoreRunner, open_pool
+from tests.integration.storage.wire_counter import RoundTripCounter
+from tidewire.errors import InvalidVectorWriteError, VectorStoreUnavailableError
+from tidewire.settings import Settings
+from tidewire.vector_store import (
+    ChunkVector,
+    DocumentDelete,
+    DocumentUpsert,
+    SourcePosition,
+    VectorStore,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def position(lsn: int) -> SourcePosition:
+    return SourcePosition(lsn=lsn, committed_at=T0 + timedelta(milliseconds=lsn))
+
+
+def unit_vector(seed: int) -> numpy.ndarray:
+    vector = numpy.random.default_rng(seed).standard_normal(384).astype(numpy.float32)
+    return vector / numpy.linalg.norm(vector)
+
+
+def chunks_of(texts: list[str], seed: int = 0) -> list[ChunkVector]:
+    return [ChunkVector(i, text, unit_vector(seed * 1000 + i)) for i, text in enumerate(texts)]
+
+
+def upsert(
+    pipeline: str,
+    document_id: str,
+    lsn: int,
+    texts: list[str] | None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    tenant: str = "tenant-a",
+    seed: int = 0,
+) -> DocumentUpsert:
+    text = "".join(texts or [])
+    return DocumentUpsert(
+        pipeline=pipeline,
+        tenant_id=tenant,
+        document_id=document_id,
+        position=position(lsn),
+        text_hash=hashlib.sha256(text.encode()).hexdigest(),
+        metadata=metadata or {"lsn": lsn},
+        chunks=None if texts is None else chunks_of(texts, seed),
+        model=MODEL,
+    )
+
+
+def delete(pipeline: str, document_id: str, lsn: int) -> DocumentDelete:
+    return DocumentDelete(pipeline=pipeline, tenant_id=None, document_id=document_id, position=position(lsn))
+
+
+def stored_chunks(settings: Settings, pipeline: str, document_id: str) -> list[dict[str, Any]]:
+    with psycopg.connect(settings.postgres.dsn(), row_factory=psycopg.rows.dict_row) as connection:
+        register_vector(connection)
+        return connection.execute(
+            "SELECT chunk_index, chunk_text, embedding, metadata, tenant_id, model, source_lsn "
+            "FROM tidewire_chunks WHERE pipeline = %s AND document_id = %s ORDER BY chunk_index",
+            (pipeline, document_id),
+        ).fetchall()
+
+
+def test_upsert_then_read_back(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    write = upsert(pipeline_name, "doc-1", 100, ["alpha ", "beta"], metadata={"kind": "note"})
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        outcomes = await store.write_batch([write])
+        return outcomes, await store.stored_versions([(pipeline_name, "doc-1"), (pipeline_name, "nope")])
+
+    (outcome,), versions = run_with_store(body)
+    assert (outcome.applied, outcome.deleted, outcome.chunk_count, outcome.tenant_id) == (
+        True,
+        False,
+        2,
+        "tenant-a",
+    )
+    assert outcome.position == write.position
+    assert outcome.indexed_at.tzinfo is not None
+    assert list(versions) == [(pipeline_name, "doc-1")]
+    version = versions[(pipeline_name, "doc-1")]
+    assert (version.text_hash, version.lsn, version.deleted, version.chunk_count) == (
+        write.text_hash,
+        100,
+        False,
+        2,
+    )
+    rows = stored_chunks(settings, pipeline_name, "doc-1")
+    assert [row["chunk_text"] for row in rows] == ["alpha ", "beta"]
+    assert all(row["metadata"] == {"kind": "note"} and row["tenant_id"] == "tenant-a" for row in rows)
+    assert all(row["model"] == MODEL and row["source_lsn"] == 100 for row in rows)
+
+
+def test_vectors_round_trip_exactly_as_float32(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    write = upsert(pipeline_name, "doc-1", 1, ["a", "b", "c"], seed=7)
+    run_with_store(lambda store, _: store.write_batch([write]))
+    rows = stored_chunks(settings, pipeline_name, "doc-1")
+    assert write.chunks is not None
+    for row, chunk in zip(rows, write.chunks, strict=True):
+        stored = row["embedding"].to_numpy()
+        assert stored.dtype == numpy.float32
+        assert numpy.array_equal(stored, chunk.embedding)
+
+
+def test_latest_wins_and_same_lsn_replay_is_idempotent(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    newer = upsert(pipeline_name, "doc-1", 200, ["new text"], seed=2)
+    older = upsert(pipeline_name, "doc-1", 100, ["old text", "more old"], seed=1)
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        first = await store.write_batch([newer])
+        skipped = await store.write_batch([older])
+        replayed = await store.write_batch([newer])
+        return first, skipped, replayed
+
+    (first,), (skipped,), (replayed,) = run_with_store(body)
+    assert first.applied and replayed.applied
+    assert not skipped.applied
+    # An outcome describes the document as stored after the write: the newer version.
+    assert (skipped.chunk_count, skipped.deleted) == (1, False)
+    rows = stored_chunks(settings, pipeline_name, "doc-1")
+    assert [row["chunk_text"] for row in rows] == ["new text"]
+    assert rows[0]["source_lsn"] == 200
+
+
+def test_shorter_text_removes_surplus_chunks(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    long = upsert(pipeline_name, "doc-1", 1, ["one", "two", "three", "four"])
+    short = upsert(pipeline_name, "doc-1", 2, ["uno", "dos"], seed=3)
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch([long])
+        return await store.write_batch([short])
+
+    (outcome,) = run_with_store(body)
+    assert outcome.chunk_count == 2
+    rows = stored_chunks(settings, pipeline_name, "doc-1")
+    assert [row["chunk_text"] for row in rows] == ["uno", "dos"]
+    assert short.chunks is not None
+    assert numpy.array_equal(rows[1]["embedding"].to_numpy(), short.chunks[1].embedding)
+
+
+def test_empty_text_leaves_no_chunks(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch([upsert(pipeline_name, "doc-1", 1, ["text"])])
+        return await store.write_batch([upsert(pipeline_name, "doc-1", 2, [])])
+
+    (outcome,) = run_with_store(body)
+    assert (outcome.applied, outcome.deleted, outcome.chunk_count) == (True, False, 0)
+    assert stored_chunks(settings, pipeline_name, "doc-1") == []
+
+
+def test_unchanged_text_keeps_vectors_and_updates_metadata(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    original = upsert(pipeline_name, "doc-1", 1, ["keep ", "me"], metadata={"v": 1})
+    metadata_only = upsert(pipeline_name, "doc-1", 2, None, metadata={"v": 2}, tenant="tenant-b")
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch([original])
+        before = stored_chunks(settings, pipeline_name, "doc-1")
+        outcomes = await store.write_batch([metadata_only])
+        return before, outcomes, await store.stored_versions([(pipeline_name, "doc-1")])
+
+    before, (outcome,), versions = run_with_store(body)
+    assert (outcome.applied, outcome.chunk_count) == (True, 2)
+    after = stored_chunks(settings, pipeline_name, "doc-1")
+    assert [row["chunk_text"] for row in after] == ["keep ", "me"]
+    for old, new in zip(before, after, strict=True):
+        assert numpy.array_equal(old["embedding"].to_numpy(), new["embedding"].to_numpy())
+    assert all(row["metadata"] == {"v": 2} and row["tenant_id"] == "tenant-b" for row in after)
+    assert all(row["source_lsn"] == 2 for row in after)
+    assert versions[(pipeline_name, "doc-1")].lsn == 2
+
+
+def test_delete_leaves_tombstone_and_older_upsert_cannot_resurrect(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch([upsert(pipeline_name, "doc-1", 10, ["a", "b"])])
+        deleted = await store.write_batch([delete(pipeline_name, "doc-1", 20)])
+        resurrect = await store.write_batch([upsert(pipeline_name, "doc-1", 15, ["a", "b"])])
+        return deleted, resurrect, await store.stored_versions([(pipeline_name, "doc-1")])
+
+    (deleted,), (resurrect,), versions = run_with_store(body)
+    # The delete event has only the key; the tenant comes from the stored version.
+    assert (deleted.applied, deleted.deleted, deleted.chunk_count, deleted.tenant_id) == (
+        True,
+        True,
+        0,
+        "tenant-a",
+    )
+    assert (resurrect.applied, resurrect.deleted, resurrect.chunk_count) == (False, True, 0)
+    version = versions[(pipeline_name, "doc-1")]
+    assert (version.deleted, version.lsn, version.chunk_count, version.text_hash) == (True, 20, 0, "")
+    assert stored_chunks(settings, pipeline_name, "doc-1") == []
+
+
+def test_delete_of_unknown_document_still_guards_against_older_upserts(
+    run_with_store: StoreRunner[Any], pipeline_name: str
+) -> None:
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        deleted = await store.write_batch([delete(pipeline_name, "ghost", 50)])
+        late = await store.write_batch([upsert(pipeline_name, "ghost", 40, ["boo"])])
+        return deleted, late
+
+    (deleted,), (late,) = run_with_store(body)
+    assert (deleted.applied, deleted.deleted, deleted.tenant_id) == (True, True, None)
+    assert not late.applied
+
+
+def test_several_writes_of_one_document_in_one_batch_apply_in_lsn_order(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    # Input order is not LSN order: the store sorts them.
+    batch = [
+        upsert(pipeline_name, "doc-1", 30, None, metadata={"v": 3}),
+        upsert(pipeline_name, "doc-1", 10, ["first", "version", "long"], metadata={"v": 1}),
+        upsert(pipeline_name, "doc-2", 5, ["other"]),
+        upsert(pipeline_name, "doc-1", 20, ["second"], metadata={"v": 2}, seed=9),
+        delete(pipeline_name, "doc-2", 6),
+        upsert(pipeline_name, "doc-2", 7, ["back"], seed=4),
+    ]
+
+    outcomes = run_with_store(lambda store, _: store.write_batch(batch))
+    assert [(o.document_id, o.position.lsn) for o in outcomes] == [
+        (w.document_id, w.position.lsn) for w in batch
+    ]
+    assert all(o.applied for o in outcomes)
+    assert [o.chunk_count for o in outcomes] == [1, 3, 1, 1, 0, 1]
+    assert [o.deleted for o in outcomes] == [False, False, False, False, True, False]
+    # doc-1: the lsn-20 text with the lsn-30 metadata (the text was unchanged at 30).
+    rows = stored_chunks(settings, pipeline_name, "doc-1")
+    assert [(row["chunk_text"], row["metadata"], row["source_lsn"]) for row in rows] == [
+        ("second", {"v": 3}, 30)
+    ]
+    assert [row["chunk_text"] for row in stored_chunks(settings, pipeline_name, "doc-2")] == ["back"]
+
+
+def test_truncate_tombstones_older_documents_only(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch(
+            [
+                upsert(pipeline_name, "old-1", 10, ["a"]),
+                upsert(pipeline_name, "old-2", 11, ["b", "c"]),
+                delete(pipeline_name, "gone", 12),
+                upsert(pipeline_name, "after", 30, ["d"]),
+            ]
+        )
+        removed = await store.truncate(pipeline_name, position(20))
+        replay = await store.write_batch([upsert(pipeline_name, "old-1", 10, ["a"])])
+        keys = [(pipeline_name, key) for key in ("old-1", "old-2", "gone", "after")]
+        return removed, replay, await store.stored_versions(keys)
+
+    removed, (replay,), versions = run_with_store(body)
+    assert removed == 2
+    assert not replay.applied
+    assert {key[1]: v.deleted for key, v in versions.items()} == {
+        "old-1": True,
+        "old-2": True,
+        "gone": True,
+        "after": False,
+    }
+    assert stored_chunks(settings, pipeline_name, "old-2") == []
+    assert [row["chunk_text"] for row in stored_chunks(settings, pipeline_name, "after")] == ["d"]
+
+
+def test_invalid_vectors_are_refused_before_any_write(
+    run_with_store: StoreRunner[Any], pipeline_name: str
+) -> None:
+    bad = numpy.full(384, numpy.nan, dtype=numpy.float32)
+    writes = [
+        upsert(pipeline_name, "doc-ok", 1, ["fine"]),
+        DocumentUpsert(
+            pipeline_name, "t", "doc-nan", position(2), "h", {}, [ChunkVector(0, "x", bad)], MODEL
+        ),
+    ]
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        with pytest.raises(InvalidVectorWriteError, match="NaN"):
+            await store.write_batch(writes)
+        short = [ChunkVector(0, "x", numpy.ones(3, dtype=numpy.float32))]
+        with pytest.raises(InvalidVectorWriteError, match=r"shape \(3,\)"):
+            await store.write_batch(
+                [DocumentUpsert(pipeline_name, "t", "d", position(3), "h", {}, short, MODEL)]
+            )
+        return await store.stored_versions([(pipeline_name, "doc-ok")])
+
+    assert run_with_store(body) == {}
+
+
+def test_unreachable_database_raises_retryable_error(pipeline_name: str) -> None:
+
+    async def body() -> None:
+        # Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        pool = psycopg_pool.AsyncConnectionPool(
+            "host=127.0.0.1 port=9 dbname=x user=x connect_timeout=2",
+            min_size=0,
+            max_size=1,
+            open=False,
+            timeout=2,
+        )
+        await pool.open()
+        try:
+            await VectorStore(pool).write_batch([upsert(pipeline_name, "doc-1", 1, ["a"])])
+        finally:
+            await pool.close()
+
+    with pytest.raises(VectorStoreUnavailableError, match="unreachable") as caught:
+        asyncio.run(body())
+    assert caught.value.retry_after_s > 0
+
+
+def _wire_dsn(settings: Settings, port: int) -> str:
+    postgres = settings.postgres
+    return (
+        f"host=127.0.0.1 port={port} dbname={postgres.database} user={postgres.user} "
+        f"password={postgres.password.get_secret_value()} sslmode=disable gssencmode=disable"
+    )
+
+
+def test_round_trip_counter_sees_transaction_round_trips(settings: Settings, local_stack: object) -> None:
+    """The counter itself: a statement inside a transaction block costs BEGIN, the statement and COMMIT."""
+
+    async def body() -> tuple[int, int]:
+        async with (
+            RoundTripCounter(settings.postgres.host, settings.postgres.port) as counter,
+            open_pool(_wire_dsn(settings, counter.port)) as pool,
+            pool.connection() as connection,
+        ):
+            start = counter.ready_for_query
+            async with connection.transaction():
+                await connection.execute("SELECT 1")
+                await connection.execute("SELECT 2")
+            in_transaction = counter.ready_for_query - start
+            await connection.set_autocommit(True)
+            start = counter.ready_for_query
+            await connection.execute("SELECT 1")
+            return in_transaction, counter.ready_for_query - start
+
+    assert asyncio.run(body()) == (4, 1)
+
+
+def test_batch_of_256_documents_is_one_round_trip(settings: Settings, pipeline_name: str) -> None:
+
+    batch = [
+        upsert(pipeline_name, f"doc-{i}", 1000 + i, ["one ", "two ", "three"], seed=i) for i in range(256)
+    ]
+    batch += [delete(pipeline_name, "doc-0", 5000), upsert(pipeline_name, "doc-1", 5001, None)]
+
+    async def body() -> tuple[int, int, list[Any]]:
+        async with (
+            RoundTripCounter(settings.postgres.host, settings.postgres.port) as counter,
+            open_pool(_wire_dsn(settings, counter.port)) as pool,
+        ):
+            store = VectorStore(pool)
+            await store.stored_versions([(pipeline_name, "warm-up")])  # first use: pgvector type lookup
+            start = counter.ready_for_query
+            outcomes = await store.write_batch(batch)
+            write_trips = counter.ready_for_query - start
+            start = counter.ready_for_query
+            await store.stored_versions([(pipeline_name, w.document_id) for w in batch])
+            return write_trips, counter.ready_for_query - start, outcomes
+
+    write_trips, read_trips, outcomes = asyncio.run(body())
+    assert (write_trips, read_trips) == (1, 1)
+    assert len(outcomes) == 258 and all(o.applied for o in outcomes)
+    with psycopg.connect(settings.postgres.dsn()) as connection:
+        (count,) = connection.execute(
+            "SELECT count(*) FROM tidewire_chunks WHERE pipeline = %s", (pipeline_name,)
+        ).fetchone() or (0,)
+    assert count == 255 * 3
