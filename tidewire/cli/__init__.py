@@ -12,11 +12,19 @@ import sys
 import click
 
 # Importing a command module registers its commands on `cli`.
-from tidewire.cli import bench_commands, connector_commands, db_commands, embedding_commands, stack_commands  # noqa: F401  # noqa: E402, I001
+from tidewire.cli import (  # noqa: F401  # noqa: E402, I001
+    bench_commands,
+    connector_commands,
+    db_commands,
+    dlq_commands,
+    embedding_commands,
+    stack_commands,
+    worker_commands,
+)
 from tidewire.cli.app import CliContext, cli
 from tidewire.errors import TidewireError
 
-for _module in (stack_commands, db_commands, connector_commands):
+for _module in (stack_commands, db_commands, connector_commands, worker_commands, dlq_commands):
     _module.register(cli)
 
 __all__ = ["CliContext", "cli", "main"]

@@ -20,6 +20,7 @@ from tidewire.runtime.prerequisites import find_java, require_free_ports
 from tidewire.runtime.processes import ProcessRegistry, stop_process_tree
 from tidewire.runtime.readiness import NotReadyYet
 from tidewire.runtime.state import StatePaths
+from tidewire.runtime.worker import StreamWorkers
 from tidewire.settings import Settings
 
 ProgressCallback = Callable[[str], None]
@@ -50,6 +51,7 @@ class LocalStack:
         self.postgres = PostgresServer(settings.postgres, self.paths)
         self.kafka = KafkaBroker(settings.kafka, self.paths, self.jars, self.registry)
         self.connect = ConnectWorker(settings.connect, settings.kafka, self.paths, self.jars, self.registry)
+        self.workers = StreamWorkers(settings, self.paths, self.registry)
 
     # -- up ------------------------------------------------------------------------------------
     def up(self, progress: ProgressCallback = lambda _: None) -> StartReport:
@@ -59,6 +61,7 @@ class LocalStack:
         2. Postgres: start, bootstrap roles and database, apply migrations.
         3. Kafka: start (formatting its storage the first time) and wait for metadata.
         4. Kafka Connect: start and wait for the Debezium plugin to be listed.
+        5. Stream workers: start ``streams.workers`` of them, each waited for until it joined its group.
         """
         report = StartReport()
         # 1. Prerequisites
@@ -88,6 +91,8 @@ class LocalStack:
             )  # fmt: skip
             if "connect" in running:
                 self.connect.wait_ready(self.registry.get("connect"))
+            # 5. Stream workers
+            self._start_workers(report, progress, started_now)
         except (TidewireError, KeyboardInterrupt):
             # Nothing half-started stays behind: stop what this call started, newest first.
             for name in reversed(started_now):
@@ -116,6 +121,33 @@ class LocalStack:
         report.seconds[name] = round(time.monotonic() - began, 1)
         progress(f"{name}: ready in {report.seconds[name]}s")
 
+    # -- stream workers (tidewire/runtime/worker.py) ----------------------------------------
+    def _start_workers(self, report: StartReport, progress: ProgressCallback, started_now: list[str]) -> None:
+        running = {name for name, state in self.worker_states().items() if state != STOPPED}
+        for name in self.workers.names():
+            self._step(
+                name, running, report, progress, started_now,
+                lambda name=name: self.workers.wait_ready(name, self.workers.start(name)),  # type: ignore[misc]
+            )  # fmt: skip
+
+    def worker_states(self) -> dict[str, str]:
+        """State of each configured worker, and of any worker still recorded beyond that count."""
+        names = sorted(
+            {*self.workers.names(), *(name for name in self.registry.names() if name.startswith("worker-"))}
+        )
+        states: dict[str, str] = {}
+        for name in names:
+            record = self.registry.get(name)
+            if record is None or not record.is_running():
+                states[name] = STOPPED
+                continue
+            try:
+                self.workers.probe(name)
+                states[name] = RUNNING
+            except NotReadyYet:
+                states[name] = UNRESPONSIVE
+        return states
+
     def _forget_stale_records(self) -> list[str]:
         stale = []
         for name in self.registry.names():
@@ -141,7 +173,7 @@ class LocalStack:
     def down(self, *, purge: bool = False, progress: ProgressCallback = lambda _: None) -> list[str]:
         """Stop every service (newest first) and any stray process of this state directory."""
         stopped = []
-        for name in reversed(self.service_names()):
+        for name in [*self.worker_states(), *reversed(self.service_names())]:
             if self._stop_service(name):
                 stopped.append(name)
                 progress(f"{name}: stopped")
@@ -207,8 +239,11 @@ class LocalStack:
             "connect_url": settings.connect.url,
             "api_url": settings.api.url,
             "state_dir": str(self.paths.root),
-            "services": self.service_states(),
-            "logs": {name: str(self.paths.log_file(name)) for name in self.service_names()},
+            "services": {**self.service_states(), **self.worker_states()},
+            "logs": {
+                name: str(self.paths.log_file(name))
+                for name in [*self.service_names(), *self.worker_states()]
+            },
         }
 
     def require_running(self) -> None:

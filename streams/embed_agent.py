@@ -1,0 +1,37 @@
+"""The ``embed`` agent: CDC topics → micro-batches → vectors, committed before their offsets."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.batch_loop import process_or_exit, raw_message
+from streams.context import StreamContext
+from streams.embed_batch import EmbedBatchProcessor
+
+AGENT = "embed"
+
+
+def register_embed_agent(app: faust.App, context: StreamContext) -> None:
+    """Subscribe one agent (concurrency 1: offsets are never committed past an in-flight batch)
+    to the CDC topic of every pipeline."""
+    streams_settings = context.settings.streams
+    pipelines_by_topic = context.pipelines_by_topic()
+    topic = app.topic(*pipelines_by_topic, key_type=bytes, value_type=bytes, value_serializer="raw")
+
+    @app.agent(topic, name=AGENT, concurrency=1)
+    async def embed(stream: faust.StreamT) -> None:  # pragma: no cover - exercised by integration tests
+        resources = await context.open(app)
+        processor = EmbedBatchProcessor(
+            pipelines_by_topic=pipelines_by_topic,
+            store=resources.store,
+            pool=resources.pool,
+            engine=resources.engine,
+            retry=context.retry,
+            dead_letters=context.dead_letter_handler(resources, AGENT),
+            notifier=context.notification_publisher(resources),
+            metrics=context.metrics,
+        )
+        async for events in stream.take_events(
+            streams_settings.batch_max_events, within=streams_settings.batch_max_wait_s
+        ):
+            await process_or_exit(AGENT, [raw_message(event) for event in events], processor.process)

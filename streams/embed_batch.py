@@ -1,0 +1,281 @@
+"""One micro-batch of CDC messages, from bytes to committed vectors (no Faust in here).
+
+:class:`EmbedBatchProcessor` is what the ``embed`` agent runs for each batch; it returns only when
+everything the batch asks for is durable, so the agent may then let Faust acknowledge the offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from streams.batch_planning import BatchPlan, latest_changes, needs_embedding
+from streams.dead_letters import DeadLetterHandler, Rejection, rejection
+from streams.debezium_decoding import ChangeEvent, RowUpsert, decode_change
+from streams.document_text import build_text, carries_placeholder, metadata_of, tenant_of, text_hash
+from streams.embedding import Embedding
+from streams.errors import PoisonEventError
+from streams.messages import RawMessage
+from streams.metrics import StreamMetrics
+from streams.notifications import NotificationPublisher, notifications_for
+from streams.retry import RetryPolicy, retrying
+from tidewire.events import Notification
+from tidewire.pipeline_spec import PipelineSpec
+from tidewire.source_rows import fetch_source_rows
+from tidewire.vector_store import (
+    ChunkVector,
+    DocumentDelete,
+    DocumentUpsert,
+    StoredVersion,
+    VectorStore,
+    WriteOutcome,
+)
+
+logger = logging.getLogger(__name__)
+
+AGENT = "embed"
+
+
+@dataclass
+class BatchResult:
+    """What a committed batch did (for metrics, logs and tests)."""
+
+    outcomes: list[WriteOutcome] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+    embedded_by_pipeline: dict[str, int] = field(default_factory=dict)
+    unchanged_by_pipeline: dict[str, int] = field(default_factory=dict)
+    truncated_documents: int = 0
+
+    @property
+    def embedded_chunks(self) -> int:
+        return sum(self.embedded_by_pipeline.values())
+
+    @property
+    def unchanged_documents(self) -> int:
+        return sum(self.unchanged_by_pipeline.values())
+
+
+@dataclass(frozen=True)
+class _Document:
+    """An upsert ready to write: its text, chunks (None: unchanged) and what goes with them."""
+
+    change: RowUpsert
+    tenant_id: str
+    metadata: dict[str, Any]
+    text_hash: str
+    chunk_texts: list[str] | None
+
+
+class EmbedBatchProcessor:
+    """Decode, plan, embed and write one batch; dead-letter its poison events; notify.
+
+    1. Decode every message; a poison event becomes a rejection, the rest go on.
+    2. Plan: the latest change per document, the latest truncate per pipeline.
+    3. Index, retried as a whole with backoff: read stored versions (and the current rows of
+       updates that carried the unchanged-TOAST placeholder), chunk the changed texts, embed
+       every chunk of the batch in one request to the shared batcher, write everything with one
+       ``write_batch``, then apply truncates.
+    4. Produce the dead letters (retried).
+    5. Produce the notifications of the writes that changed the index (retried).
+
+    A failure that outlives its retries raises :class:`~streams.errors.WorkerCrashError`; the
+    caller must then exit without acknowledging the batch.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipelines_by_topic: dict[str, PipelineSpec],
+        store: VectorStore,
+        pool: AsyncConnectionPool,
+        engine: Embedding,
+        retry: RetryPolicy,
+        dead_letters: DeadLetterHandler,
+        notifier: NotificationPublisher,
+        metrics: StreamMetrics,
+    ) -> None:
+        self._pipelines_by_topic = pipelines_by_topic
+        self._pipelines = {spec.name: spec for spec in pipelines_by_topic.values()}
+        self._store = store
+        self._pool = pool
+        self._engine = engine
+        self._retry = retry
+        self._dead_letters = dead_letters
+        self._notifier = notifier
+        self._metrics = metrics
+
+    async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        began = time.monotonic()
+        result = BatchResult()
+        # 1. Decode
+        changes = self._decode(messages, result.rejections)
+        # 2. Plan
+        plan = latest_changes(changes)
+        # 3. Index
+        messages_by_ref = {message.ref: message for message in messages}
+        await retrying(
+            lambda: self._index(plan, messages_by_ref, result),
+            self._retry,
+            what=f"indexing a batch of {len(messages)} messages",
+            on_retry=lambda _attempt, _error: self._metrics.retries.labels(agent=AGENT).inc(),
+        )
+        # 4. Dead letters
+        await retrying(
+            lambda: self._dead_letters.send(result.rejections),
+            self._retry,
+            what=f"dead-lettering {len(result.rejections)} messages",
+        )
+        # 5. Notifications
+        result.notifications = notifications_for(result.outcomes, self._pipelines, self._engine.model_id)
+        await retrying(
+            lambda: self._notifier.publish(result.notifications),
+            self._retry,
+            what=f"publishing {len(result.notifications)} notifications",
+        )
+        self._record_metrics(messages, result, time.monotonic() - began)
+        return result
+
+    def _decode(self, messages: Sequence[RawMessage], rejections: list[Rejection]) -> list[ChangeEvent]:
+        changes: list[ChangeEvent] = []
+        for message in messages:
+            spec = self._pipelines_by_topic.get(message.ref.topic)
+            if spec is None:
+                # Subscribed topics map to pipelines one to one; anything else is a wiring bug.
+                raise AssertionError(f"no pipeline consumes {message.ref.topic}")
+            try:
+                change = decode_change(message, spec)
+            except PoisonEventError as error:
+                rejections.append(rejection(message, error, spec.name))
+                continue
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    async def _index(self, plan: BatchPlan, messages: dict[Any, RawMessage], result: BatchResult) -> None:
+        embedded: dict[str, int] = {}
+        unchanged: dict[str, int] = {}
+        attempt_rejections: list[Rejection] = []
+        stored, current_rows = await asyncio.gather(
+            self._store.stored_versions([(u.pipeline, u.document_id) for u in plan.upserts]),
+            self._current_rows(plan.upserts),
+        )
+        documents = await asyncio.to_thread(
+            self._prepare_documents, plan.upserts, stored, current_rows, messages, attempt_rejections
+        )
+        chunk_texts = [text for document in documents for text in document.chunk_texts or ()]
+        embeddings = await self._engine.embed(chunk_texts) if chunk_texts else None
+        writes: list[DocumentUpsert | DocumentDelete] = []
+        row = 0
+        for document in documents:
+            chunks = None
+            if document.chunk_texts is not None:
+                chunks = [
+                    ChunkVector(chunk_index=index, text=text, embedding=embeddings[row + index])
+                    for index, text in enumerate(document.chunk_texts)
+                    if embeddings is not None
+                ]
+                row += len(document.chunk_texts)
+            change = document.change
+            writes.append(
+                DocumentUpsert(
+                    pipeline=change.pipeline,
+                    tenant_id=document.tenant_id,
+                    document_id=change.document_id,
+                    position=change.position,
+                    text_hash=document.text_hash,
+                    metadata=document.metadata,
+                    chunks=chunks,
+                    model=self._engine.model_id,
+                )
+            )
+            if chunks is None:
+                unchanged[change.pipeline] = unchanged.get(change.pipeline, 0) + 1
+            else:
+                embedded[change.pipeline] = embedded.get(change.pipeline, 0) + len(chunks)
+        writes.extend(
+            DocumentDelete(
+                pipeline=delete.pipeline,
+                tenant_id=delete.tenant_id,
+                document_id=delete.document_id,
+                position=delete.position,
+            )
+            for delete in plan.deletes
+        )
+        outcomes = await self._store.write_batch(writes) if writes else []
+        truncated = 0
+        for truncate in plan.truncates:
+            truncated += await self._store.truncate(truncate.pipeline, truncate.position)
+        # Only a successful attempt touches the result, so a retried attempt cannot double-count.
+        result.outcomes = outcomes
+        result.embedded_by_pipeline = embedded
+        result.unchanged_by_pipeline = unchanged
+        result.truncated_documents = truncated
+        result.rejections.extend(attempt_rejections)
+
+    async def _current_rows(self, upserts: Sequence[RowUpsert]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Current source rows of the upserts that carried the unchanged-TOAST placeholder (one query per pipeline)."""
+        by_pipeline: dict[str, list[str]] = {}
+        for upsert in upserts:
+            if carries_placeholder(self._pipelines[upsert.pipeline], upsert.row):
+                by_pipeline.setdefault(upsert.pipeline, []).append(upsert.document_id)
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for pipeline, document_ids in by_pipeline.items():
+            fetched = await fetch_source_rows(self._pool, self._pipelines[pipeline], document_ids)
+            rows.update({(pipeline, document_id): row for document_id, row in fetched.items()})
+        return rows
+
+    def _prepare_documents(
+        self,
+        upserts: Sequence[RowUpsert],
+        stored: dict[tuple[str, str], StoredVersion],
+        current_rows: dict[tuple[str, str], dict[str, Any]],
+        messages: dict[Any, RawMessage],
+        rejections: list[Rejection],
+    ) -> list[_Document]:
+        """Text, hash, tenant, metadata and (for changed texts) chunks of each upsert. Runs in a thread."""
+        documents = []
+        for upsert in upserts:
+            key = (upsert.pipeline, upsert.document_id)
+            spec = self._pipelines[upsert.pipeline]
+            row = upsert.row
+            if carries_placeholder(spec, row):
+                if key not in current_rows:
+                    # The row is gone: its delete event follows on this partition and removes it.
+                    continue
+                row = current_rows[key]
+            try:
+                text = build_text(spec, row)
+                tenant = tenant_of(spec, row)
+                metadata = metadata_of(spec, row)
+            except PoisonEventError as error:
+                rejections.append(rejection(messages[upsert.ref], error, spec.name))
+                continue
+            digest = text_hash(text)
+            chunk_texts = (
+                self._engine.chunk(text, spec.chunking) if needs_embedding(digest, stored.get(key)) else None
+            )
+            documents.append(_Document(upsert, tenant, metadata, digest, chunk_texts))
+        return documents
+
+    def _record_metrics(self, messages: Sequence[RawMessage], result: BatchResult, seconds: float) -> None:
+        metrics = self._metrics
+        metrics.batches.labels(agent=AGENT).inc()
+        metrics.batch_latency.labels(agent=AGENT).observe(seconds)
+        metrics.batch_size.labels(agent=AGENT).observe(len(messages))
+        metrics.events.labels(agent=AGENT, outcome="dead_lettered").inc(len(result.rejections))
+        metrics.events.labels(agent=AGENT, outcome="processed").inc(len(messages) - len(result.rejections))
+        for pipeline, count in result.embedded_by_pipeline.items():
+            metrics.embedded_chunks.labels(pipeline=pipeline).inc(count)
+        for pipeline, count in result.unchanged_by_pipeline.items():
+            metrics.unchanged_documents.labels(pipeline=pipeline).inc(count)
+        for outcome in result.outcomes:
+            if outcome.applied:
+                freshness = (outcome.indexed_at - outcome.position.committed_at).total_seconds()
+                metrics.freshness.labels(pipeline=outcome.pipeline).observe(max(0.0, freshness))
