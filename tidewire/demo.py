@@ -1,73 +1,105 @@
-"""The demo `make demo` runs: an upstream writer's row arrives on Kafka as a Debezium change event.
+"""What `make demo` runs after the stack is up: the KJV corpus written as an upstream writer would.
 
-Until the embedding pipeline consumes CDC topics, the demo shows the proof of the stack:
-insert a row into `documents`, then read its change event from `cdc.public.documents`.
+1. Write every verse into `documents` (batched inserts, tenant `default`, title `Book C:V`).
+2. Follow the pipeline with a progress bar until every verse has its vectors.
+3. Show a semantic search over what was just indexed.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
+from collections.abc import Sequence
 
 import psycopg
-from confluent_kafka import Consumer, KafkaError
+from psycopg import errors as pg_errors
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tidewire.errors import ServiceError
+from tidewire.kjv_corpus import Verse, load_kjv_verses
 from tidewire.settings import Settings
 
+INSERT_BATCH_ROWS = 1000
+DEMO_TENANT = "default"
+DEMO_QUERY = "the light shines in the darkness"
 
-def insert_document(settings: Settings, document_id: str, title: str, body: str) -> None:
+_UPSERT_VERSE = """
+    INSERT INTO documents (id, tenant_id, title, body, metadata)
+    VALUES (%s, %s, %s, %s, jsonb_build_object('book', %s::text, 'chapter', %s::int, 'verse', %s::int))
+    ON CONFLICT (id) DO UPDATE
+      SET title = EXCLUDED.title, body = EXCLUDED.body, metadata = EXCLUDED.metadata, updated_at = now()
+      WHERE (documents.title, documents.body, documents.metadata)
+            IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.body, EXCLUDED.metadata)
+"""
+
+
+def write_corpus(settings: Settings, verses: Sequence[Verse], progress: Progress) -> None:
+    """Insert the verses in batches, one transaction each; unchanged rows are left alone."""
+    task = progress.add_task("writing verses to documents", total=len(verses))
+    with psycopg.connect(settings.postgres.dsn()) as connection:
+        for start in range(0, len(verses), INSERT_BATCH_ROWS):
+            batch = verses[start : start + INSERT_BATCH_ROWS]
+            with connection.transaction(), connection.cursor() as cursor:
+                cursor.executemany(
+                    _UPSERT_VERSE,
+                    [
+                        (v.document_id, DEMO_TENANT, v.title, v.text, v.book, v.chapter, v.verse)
+                        for v in batch
+                    ],
+                )
+            progress.advance(task, len(batch))
+
+
+def indexed_count(settings: Settings, pipeline: str = "documents") -> int:
+    """How many demo verses have their vectors (the pipeline's per-document state)."""
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
-        connection.execute(
-            "INSERT INTO documents (id, title, body) VALUES (%s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, body = EXCLUDED.body, updated_at = now()",
-            [document_id, title, body],
-        )
+        row = connection.execute(
+            "SELECT count(*) FROM tidewire_document_state "
+            "WHERE pipeline = %s AND document_id LIKE 'kjv-%%' AND NOT deleted",
+            [pipeline],
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
-def wait_for_change_event(settings: Settings, document_id: str, *, timeout_s: float = 60.0) -> dict:
-    """Read the CDC topic from the start until the change event of ``document_id`` arrives."""
-    topic = settings.topics.cdc_topic("public", "documents")
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": f"tidewire-demo-{uuid.uuid4()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
+def follow_indexing(settings: Settings, total: int, progress: Progress, *, timeout_s: float = 900) -> bool:
+    """Show indexing progress until every verse is indexed; False if it stalls past the timeout."""
+    task = progress.add_task("indexing (CDC → embeddings → pgvector)", total=total)
     deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.value() is None:
-                continue
-            if message.error():
-                if message.error().code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    continue
-                raise ServiceError(f"reading {topic} failed: {message.error()}")
-            event = json.loads(message.value())
-            if (event.get("after") or {}).get("id") == document_id:
-                return event
-    finally:
-        consumer.close()
-    raise ServiceError(
-        f"no change event for {document_id} on {topic} after {timeout_s:.0f}s; see connect.log"
-    )
+    while time.monotonic() < deadline:
+        done = indexed_count(settings)
+        progress.update(task, completed=min(done, total))
+        if done >= total:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def run_demo(settings: Settings, console: Console) -> None:
-    document_id = f"demo-{uuid.uuid4().hex[:8]}"
-    insert_document(
-        settings, document_id, "Genesis 1:1", "In the beginning God created the heaven and the earth."
-    )
-    console.print(f"inserted row {document_id} into documents; waiting for its change event…")
-    event = wait_for_change_event(settings, document_id)
-    source = event.get("source", {})
-    console.print(
-        f"[green]✓[/] change event on {settings.topics.cdc_topic('public', 'documents')}: "
-        f"op={event.get('op')} lsn={source.get('lsn')} after={json.dumps(event.get('after'))}"
-    )
+    verses = load_kjv_verses()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        write_corpus(settings, verses, progress)
+        try:
+            finished = follow_indexing(settings, len(verses), progress)
+        except pg_errors.UndefinedTable:
+            console.print("[yellow]the vector tables do not exist yet: is the pipeline migrated?[/]")
+            return
+    if not finished:
+        console.print("[yellow]indexing has not finished; `tidewire lag` and the worker log tell why[/]")
+    show_search_example(settings, console)
+
+
+def show_search_example(settings: Settings, console: Console) -> None:
+    """A semantic search straight against pgvector, the way the read API runs it."""
+    from models.embedder import Embedder
+
+    embedder = Embedder.from_settings(settings.embedding)
+    query_vector = embedder.embed([DEMO_QUERY])[0]
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT document_id, chunk_text, 1 - (embedding <=> %s::vector) AS score FROM tidewire_chunks "
+            "WHERE tenant_id = %s ORDER BY embedding <=> %s::vector LIMIT 5",
+            [query_vector.tolist(), DEMO_TENANT, query_vector.tolist()],
+        ).fetchall()
+    console.print(f'\nsemantic search for "{DEMO_QUERY}":')
+    for document_id, text, score in rows:
+        console.print(f"  {score:.3f}  {document_id}  {text[:90]!r}")
