@@ -145,6 +145,8 @@ BEGIN
       FROM applied AS a
       WHERE a.chunk_count IS NULL AND NOT a.is_delete
         AND c.pipeline = a.pipeline AND c.document_id = a.document_id
+        -- Untouched rows stay untouched: a row update re-inserts its vector into the HNSW index.
+        AND (c.tenant_id, c.metadata) IS DISTINCT FROM (a.new_tenant, a.metadata)
     ),
     written AS (
       INSERT INTO public.tidewire_chunks AS c
@@ -163,6 +165,11 @@ BEGIN
         source_lsn = excluded.source_lsn,
         source_committed_at = excluded.source_committed_at,
         indexed_at = excluded.indexed_at
+      -- A replayed or unchanged chunk is left alone (no dead tuple, no new HNSW entry); its
+      -- source_lsn stays that of the write that last changed it.
+      WHERE (c.tenant_id, c.chunk_text, c.embedding, c.metadata, c.model)
+            IS DISTINCT FROM (excluded.tenant_id, excluded.chunk_text, excluded.embedding,
+                              excluded.metadata, excluded.model)
     )
     SELECT d.ordinal,
            st.document_id IS NOT NULL,
