@@ -13,6 +13,7 @@ import click
 
 # Importing a command module registers its commands on `cli`.
 from tidewire.cli import (  # noqa: F401  # noqa: E402, I001
+    api_commands,
     bench_commands,
     connector_commands,
     db_commands,
@@ -24,7 +25,7 @@ from tidewire.cli import (  # noqa: F401  # noqa: E402, I001
 from tidewire.cli.app import CliContext, cli
 from tidewire.errors import TidewireError
 
-for _module in (stack_commands, db_commands, connector_commands, worker_commands, dlq_commands):
+for _module in (stack_commands, db_commands, connector_commands, worker_commands, dlq_commands, api_commands):
     _module.register(cli)
 
 __all__ = ["CliContext", "cli", "main"]

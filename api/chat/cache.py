@@ -1,0 +1,130 @@
+"""The semantic answer cache, kept in ``tidewire_answers``.
+
+A stored answer is reused for a question of the same tenant whose embedding lies within
+``api.semantic_cache_distance`` (cosine distance) of the cached question's, as long as
+
+- no notification has invalidated it (``invalidated_at`` is NULL: a ``document.indexed`` or
+  ``document.deleted`` notification for one of its source documents sets it), and
+- none of its source documents has been indexed again since the answer was written (checked in
+  the same query, so an answer stays correct even if the API missed a notification while down).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from api.db import TenantConnection, TenantDatabase
+
+_LOOKUP_SQL = """
+SELECT answer_id, answer, sources, provider, model, question_embedding <=> %(embedding)s AS distance
+FROM tidewire_answers AS a
+WHERE tenant_id = %(tenant)s AND invalidated_at IS NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM tidewire_document_state AS s
+    WHERE s.tenant_id = a.tenant_id AND s.document_id = ANY (a.source_documents)
+      AND s.indexed_at > a.created_at)
+ORDER BY question_embedding <=> %(embedding)s
+LIMIT 1
+"""
+
+_INSERT_SQL = """
+INSERT INTO tidewire_answers
+  (answer_id, tenant_id, question, question_embedding, answer, sources, source_documents, provider, model, usage)
+VALUES (%(answer_id)s, %(tenant)s, %(question)s, %(embedding)s, %(answer)s, %(sources)s, %(documents)s,
+        %(provider)s, %(model)s, %(usage)s)
+"""
+
+_INVALIDATE_SQL = """
+UPDATE tidewire_answers SET invalidated_at = now()
+WHERE tenant_id = %(tenant)s AND invalidated_at IS NULL AND source_documents && %(documents)s
+"""
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    answer_id: str
+    answer: str
+    sources: list[dict[str, Any]]
+    provider: str
+    model: str | None
+    distance: float
+
+
+class SemanticCache:
+    def __init__(self, database: TenantDatabase, *, max_distance: float, enabled: bool = True) -> None:
+        self._database = database
+        self.max_distance = max_distance
+        self.enabled = enabled
+
+    async def lookup(self, tenant_id: str, embedding: np.ndarray) -> CachedAnswer | None:
+        """The closest live cached answer within the distance, or None."""
+        if not self.enabled:
+            return None
+        async with self._database.transaction(
+            tenant_id, {"hnsw.iterative_scan": "relaxed_order"}
+        ) as connection:
+            row = await (
+                await connection.execute(_LOOKUP_SQL, {"tenant": tenant_id, "embedding": embedding})
+            ).fetchone()
+        if row is None or float(row["distance"]) > self.max_distance:
+            return None
+        return CachedAnswer(
+            answer_id=str(row["answer_id"]),
+            answer=row["answer"],
+            sources=row["sources"],
+            provider=row["provider"],
+            model=row["model"],
+            distance=float(row["distance"]),
+        )
+
+    async def store(
+        self,
+        tenant_id: str,
+        *,
+        question: str,
+        embedding: np.ndarray,
+        answer: str,
+        sources: list[dict[str, Any]],
+        provider: str,
+        model: str | None,
+        usage: dict[str, Any],
+        answer_id: uuid.UUID,
+    ) -> None:
+        """Keep a completed answer with its sources (also when the cache is off: answers are stored)."""
+        async with self._database.transaction(tenant_id) as connection:
+            await self._insert(
+                connection,
+                {
+                    "answer_id": answer_id,
+                    "tenant": tenant_id,
+                    "question": question,
+                    "embedding": embedding,
+                    "answer": answer,
+                    "sources": Jsonb(sources),
+                    "documents": sorted({source["document_id"] for source in sources}),
+                    "provider": provider,
+                    "model": model,
+                    "usage": Jsonb(usage),
+                },
+            )
+
+    @staticmethod
+    async def _insert(connection: TenantConnection, parameters: dict[str, Any]) -> None:
+        await connection.execute(_INSERT_SQL, parameters)
+
+    async def invalidate(self, tenant_id: str, document_ids: list[str]) -> int:
+        """Invalidate the tenant's cached answers built on any of ``document_ids``; how many."""
+        async with self._database.transaction(tenant_id) as connection:
+            cursor = await connection.execute(
+                _INVALIDATE_SQL, {"tenant": tenant_id, "documents": document_ids}
+            )
+            return cursor.rowcount
+
+    async def invalidate_documents(self, tenant_id: str, document_ids: list[str]) -> None:
+        """Notification listener: a document was indexed again or deleted."""
+        await self.invalidate(tenant_id, document_ids)

@@ -1,0 +1,68 @@
+"""The API's Postgres pool, whose every transaction is confined to one tenant by row-level security.
+
+Each connection of the pool is marked ``tidewire.scope = 'tenant'`` when it is opened
+(migration 0003 explains the policy). :meth:`TenantDatabase.transaction` then sets
+``tidewire.tenant_id`` with ``set_config(..., true)`` — the same as ``SET LOCAL`` — so it ends
+with the transaction and a pooled connection never carries one tenant into another's request.
+A transaction that does not set a tenant sees no tenant rows at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from api.errors import ServiceUnavailableError
+from tidewire.settings import PostgresSettings
+
+TenantConnection = psycopg.AsyncConnection[dict[str, Any]]
+
+
+async def _configure(connection: psycopg.AsyncConnection[Any]) -> None:
+    await register_vector_async(connection)
+    await connection.execute("SELECT set_config('tidewire.scope', 'tenant', false)")
+    await connection.commit()
+
+
+def make_pool(settings: PostgresSettings, *, max_size: int) -> AsyncConnectionPool:
+    """A pool of tenant-scoped connections (not opened yet: ``await pool.open()``)."""
+    return AsyncConnectionPool(
+        settings.dsn(),
+        min_size=1,
+        max_size=max_size,
+        name="tidewire-api",
+        open=False,
+        configure=_configure,
+        kwargs={"row_factory": dict_row, "application_name": "tidewire-api"},
+        timeout=10,
+    )
+
+
+class TenantDatabase:
+    """Hands out transactions confined to one tenant."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(
+        self, tenant_id: str, settings: dict[str, str] | None = None
+    ) -> AsyncIterator[TenantConnection]:
+        """A connection in a transaction whose tenant is ``tenant_id``; ``settings`` are further
+        transaction-local settings (``hnsw.ef_search``...). Commits on success."""
+        names = ["tidewire.tenant_id", *(settings or {})]
+        values = [tenant_id, *(settings or {}).values()]
+        select = ", ".join(f"set_config(%s, %s, true) AS s{index}" for index in range(len(names)))
+        parameters = [item for pair in zip(names, values, strict=True) for item in pair]
+        try:
+            async with self.pool.connection() as connection, connection.transaction():
+                await connection.execute(f"SELECT {select}", parameters)  # type: ignore[arg-type]
+                yield connection  # type: ignore[misc]
+        except (psycopg.OperationalError, TimeoutError) as error:
+            raise ServiceUnavailableError(f"the database is unavailable: {type(error).__name__}") from error

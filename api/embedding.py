@@ -1,0 +1,95 @@
+"""Query embeddings for search and chat: the indexing engine's model, an LRU cache, micro-batching.
+
+Concurrent queries are embedded together in one model call (run in a worker thread, so the
+event loop never blocks on inference); a repeated query is answered from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from typing import Protocol
+
+import numpy as np
+
+MAX_BATCH = 64
+
+
+class TextEmbedder(Protocol):
+    """What the API needs of an embedder (``models.embedder.Embedder`` is one)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+class QueryEmbedder:
+    """Embeds query texts: LRU-cached, batched across concurrent callers, off the event loop."""
+
+    def __init__(self, embedder: TextEmbedder, *, cache_size: int) -> None:
+        self.embedder = embedder
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._worker: asyncio.Task[None] | None = None
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    async def embed(self, text: str) -> np.ndarray:
+        """The L2-normalized embedding of ``text`` (float32, read-only)."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            self._cache.move_to_end(text)
+            self.cache_hits += 1
+            return cached
+        self.cache_misses += 1
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append((text, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain(), name="tidewire-query-embedder")
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        # Whatever queued while the previous batch ran goes into the next one.
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            texts = list(dict.fromkeys(text for text, _ in batch))
+            try:
+                vectors = await asyncio.to_thread(self.embedder.embed, texts)
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            by_text = {}
+            for text, vector in zip(texts, vectors, strict=True):
+                vector = np.ascontiguousarray(vector, dtype=np.float32)
+                vector.flags.writeable = False
+                by_text[text] = vector
+                self._remember(text, vector)
+            for text, future in batch:
+                if not future.done():
+                    future.set_result(by_text[text])
+
+    def _remember(self, text: str, vector: np.ndarray) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[text] = vector
+        self._cache.move_to_end(text)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker

@@ -1,0 +1,264 @@
+"""``/v1/events``: one Kafka consumer per API process, fanned out to every connected SSE client.
+
+:class:`NotificationHub` reads ``tidewire.notifications`` (all partitions, no consumer group: it
+commits nothing and every API process sees every event), keeps the last ``events_buffer`` events
+in memory, and hands each one to the subscriptions of its tenant.
+
+Event ids are Kafka positions: ``"0:42,1:17,..."`` lists, for every partition, the offset of the
+next notification the client has not seen. A client that reconnects with ``Last-Event-ID`` gets
+every buffered event of its tenant past that position, then the live stream — nothing twice and,
+as long as the gap is still buffered, nothing missed. The id is a whole vector, not the position
+of one message, because a tenant's events interleave partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from api.errors import ValidationFailedError
+from tidewire.errors import TidewireError
+from tidewire.events.codec import EventCodec
+from tidewire.events.models import Notification
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENT_ID_CHARS = 2_048
+_POSITION_ITEM = re.compile(r"(\d{1,5}):(\d{1,19})")
+
+Positions = dict[int, int]
+InvalidationListener = Callable[[str, list[str]], Awaitable[None]]
+
+
+def encode_event_id(positions: Mapping[int, int]) -> str:
+    """``{0: 42, 1: 17}`` → ``"0:42,1:17"``."""
+    return ",".join(f"{partition}:{offset}" for partition, offset in sorted(positions.items()))
+
+
+def decode_event_id(event_id: str) -> Positions:
+    """The positions in a ``Last-Event-ID``; :class:`ValidationFailedError` for anything malformed."""
+    if len(event_id) > MAX_EVENT_ID_CHARS:
+        raise ValidationFailedError("header.last-event-id: too long")
+    positions: Positions = {}
+    for item in event_id.strip().split(","):
+        match = _POSITION_ITEM.fullmatch(item.strip())
+        if match is None:
+            raise ValidationFailedError(
+                "header.last-event-id: expected partition:offset pairs, e.g. 0:42,1:17 (use an id this API sent)"
+            )
+        offset = int(match.group(2))
+        if offset >= 2**63:
+            raise ValidationFailedError("header.last-event-id: offset out of range")
+        positions[int(match.group(1))] = offset
+    return positions
+
+
+@dataclass(frozen=True)
+class HubEvent:
+    partition: int
+    offset: int
+    notification: Notification
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One SSE client's view: events of ``tenant_id`` at or after ``start`` (per partition)."""
+
+    tenant_id: str
+    start: Positions
+    queue: asyncio.Queue[tuple[HubEvent, str] | None]
+    replay: list[tuple[HubEvent, str]] = field(default_factory=list)
+    overflowed: bool = False
+
+    def wants(self, event: HubEvent, live_from: Positions) -> bool:
+        """Its tenant's, and not older than where this client starts (a partition it has no start
+        for, e.g. one assigned after it connected, starts at the hub's live position)."""
+        start = self.start.get(event.partition, live_from.get(event.partition, 0))
+        return event.notification.tenant_id == self.tenant_id and event.offset >= start
+
+
+class NotificationHub:
+    """The process's single notifications consumer and its subscribers."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        codec: EventCodec,
+        buffer_size: int,
+        client_queue: int,
+        retry_s: float = 2.0,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self.topic = topic
+        self._codec = codec
+        self._buffer: deque[HubEvent] = deque(maxlen=buffer_size)
+        self._client_queue = client_queue
+        self._retry_s = retry_s
+        self.positions: Positions = {}
+        self._live_from: Positions = {}  # end offsets when the hub started: older events are history
+        self._subscribers: set[Subscription] = set()
+        self._listeners: list[InvalidationListener] = []
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self.last_error: str | None = "not started"
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def add_listener(self, listener: InvalidationListener) -> None:
+        """``listener(tenant_id, document_ids)`` is awaited for every consumed batch of notifications."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tidewire-notification-hub")
+
+    async def stop(self) -> None:
+        """Stop consuming and end every subscriber's stream."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for subscription in list(self._subscribers):
+            self._close(subscription)
+
+    # Subscribers -------------------------------------------------------------------------------
+
+    def subscribe(self, tenant_id: str, resume: Positions | None = None) -> Subscription:
+        """Register a client; with ``resume``, its ``replay`` holds the buffered events it missed.
+
+        Synchronous on purpose: the replay and the registration happen with no event processed in
+        between, so the replay and the live queue neither overlap nor leave a gap.
+        """
+        queue: asyncio.Queue[tuple[HubEvent, str] | None] = asyncio.Queue(self._client_queue)
+        if resume is None:
+            known = {*self.positions, *self._live_from}
+            start = {p: max(self.positions.get(p, 0), self._live_from.get(p, 0)) for p in known}
+            subscription = Subscription(tenant_id, start, queue)
+        else:
+            cursor = dict(resume)
+            replay = []
+            for event in self._buffer:
+                if event.offset < cursor.get(event.partition, 0):
+                    continue
+                cursor[event.partition] = event.offset + 1
+                if event.notification.tenant_id == tenant_id:
+                    replay.append((event, encode_event_id(cursor)))
+            start = {p: max(cursor.get(p, 0), self.positions.get(p, 0)) for p in {*cursor, *self.positions}}
+            subscription = Subscription(tenant_id, start, queue, replay)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    def encode_start(self, subscription: Subscription) -> str:
+        """The id of a subscription's starting position (sent before its first event)."""
+        return encode_event_id(subscription.start)
+
+    def _close(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+        with contextlib.suppress(asyncio.QueueFull):
+            subscription.queue.put_nowait(None)
+
+    def publish(self, partition: int, offset: int, notification: Notification | None) -> None:
+        """Account for the message at ``partition``/``offset`` and fan it out (None: undecodable)."""
+        self.positions[partition] = offset + 1
+        if notification is None:
+            return
+        event = HubEvent(partition, offset, notification)
+        self._buffer.append(event)
+        event_id = encode_event_id(self.positions)
+        for subscription in list(self._subscribers):
+            if not subscription.wants(event, self._live_from):
+                continue
+            try:
+                subscription.queue.put_nowait((event, event_id))
+            except asyncio.QueueFull:
+                # A client this far behind is cut off; it resumes with Last-Event-ID from the buffer.
+                subscription.overflowed = True
+                self._subscribers.discard(subscription)
+
+    # Consuming ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                client_id="tidewire-api-events",
+                metadata_max_age_ms=30_000,
+            )
+            try:
+                await consumer.start()
+                await self._assign(consumer)
+                self.last_error = None
+                self.ready.set()
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, TidewireError, OSError) as error:
+                problem = f"{type(error).__name__}: {error}"
+                if problem != self.last_error:  # once per distinct problem, not every retry
+                    logger.warning("notifications consumer: %s; retrying every %.0fs", problem, self._retry_s)
+                self.last_error = problem
+            finally:
+                self.ready.clear()
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+            await asyncio.sleep(self._retry_s)
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.topics()  # refreshes metadata
+        partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise TidewireError(f"topic {self.topic} does not exist yet", code="topic_missing")
+        assigned = [TopicPartition(self.topic, partition) for partition in sorted(partitions)]
+        consumer.assign(assigned)
+        beginnings = await consumer.beginning_offsets(assigned)
+        ends = await consumer.end_offsets(assigned)
+        per_partition = max(1, (self._buffer.maxlen or 1) // len(assigned))
+        for tp in assigned:
+            resume_at = self.positions.get(tp.partition)
+            if resume_at is None:
+                resume_at = max(beginnings[tp], ends[tp] - per_partition)
+                self._live_from[tp.partition] = ends[tp]
+                self.positions[tp.partition] = resume_at
+            consumer.seek(tp, max(resume_at, beginnings[tp]))
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=1_000)
+            touched: dict[str, set[str]] = {}
+            for tp, messages in batches.items():
+                for message in messages:
+                    notification = self._decode(message.value, tp.partition, message.offset)
+                    self.publish(tp.partition, message.offset, notification)
+                    if notification is not None:
+                        touched.setdefault(notification.tenant_id, set()).add(notification.document_id)
+            for tenant_id, documents in touched.items():
+                for listener in self._listeners:
+                    try:
+                        await listener(tenant_id, sorted(documents))
+                    except Exception:
+                        logger.exception("notification listener failed for tenant %s", tenant_id)
+
+    def _decode(self, value: bytes | None, partition: int, offset: int) -> Notification | None:
+        try:
+            return self._codec.decode(value, Notification, topic=self.topic)
+        except TidewireError as error:
+            logger.warning(
+                "skipping undecodable notification at %s[%d]@%d: %s", self.topic, partition, offset, error
+            )
+            return None

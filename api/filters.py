@@ -1,0 +1,43 @@
+"""Metadata filters for search: a JSON object the chunk's metadata must contain (``@>``).
+
+The client sends ``filter={"lang": "en", "tags": ["law"]}``; it travels to Postgres only as a
+bound ``jsonb`` parameter of ``metadata @> %s``, never as SQL text, so quotes, semicolons,
+JSON-path syntax or any unicode are plain data. Size and depth are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.errors import ValidationFailedError
+
+MAX_FILTER_CHARS = 4_096
+MAX_FILTER_DEPTH = 4
+
+
+def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
+    """The filter object, or None; :class:`ValidationFailedError` (422) for anything else."""
+    if raw is None or raw == "":
+        return None
+    if len(raw) > MAX_FILTER_CHARS:
+        raise ValidationFailedError(f"query.filter: at most {MAX_FILTER_CHARS} characters")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValidationFailedError('query.filter: must be a JSON object, e.g. {"lang":"en"}') from None
+    if not isinstance(value, dict):
+        raise ValidationFailedError('query.filter: must be a JSON object, e.g. {"lang":"en"}')
+    if _depth(value) > MAX_FILTER_DEPTH:
+        raise ValidationFailedError(f"query.filter: nested deeper than {MAX_FILTER_DEPTH} levels")
+    if "\x00" in raw or "\\u0000" in raw:
+        raise ValidationFailedError("query.filter: NUL characters are not allowed")
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0

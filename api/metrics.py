@@ -1,0 +1,42 @@
+"""Prometheus metrics of one API app (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class ApiMetrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    chat_answers: Counter
+    sse_clients: Gauge
+
+    @classmethod
+    def create(cls) -> ApiMetrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "tidewire_api_requests",
+                "HTTP requests by route and status",
+                ["route", "status"],
+                registry=registry,
+            ),
+            latency=Histogram(
+                "tidewire_api_request_seconds",
+                "Time to the response head, by route",
+                ["route"],
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                registry=registry,
+            ),
+            chat_answers=Counter(
+                "tidewire_api_chat_answers", "Chat answers by outcome", ["outcome"], registry=registry
+            ),
+            sse_clients=Gauge(
+                "tidewire_api_sse_clients", "Connected SSE clients", ["stream"], registry=registry
+            ),
+        )

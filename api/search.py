@@ -1,0 +1,168 @@
+"""Tenant-scoped retrieval over ``tidewire_chunks``: vector (HNSW cosine) and hybrid search, and
+read-your-writes waits.
+
+Vector mode orders by pgvector's cosine distance ``<=>`` with the HNSW index, with iterative
+index scans on, so a tenant filter or a metadata filter that rejects most candidates still
+yields ``k`` rows. Hybrid mode adds Postgres full-text ranking and fuses the two rankings by
+reciprocal rank (RRF, k = 60).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from api.db import TenantDatabase
+from api.errors import ValidationFailedError
+from api.schemas import SearchHitPublic
+from tidewire.settings import ApiSettings
+
+SearchMode = Literal["vector", "hybrid"]
+RRF_K = 60
+TEXT_SEARCH_CONFIG = "english"
+
+_VECTOR_SQL = """
+SELECT document_id, chunk_index, chunk_text, metadata, 1 - (embedding <=> %(embedding)s) AS score
+FROM tidewire_chunks
+WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
+ORDER BY embedding <=> %(embedding)s
+LIMIT %(limit)s
+"""
+
+_TEXT_SQL = f"""
+SELECT document_id, chunk_index, chunk_text, metadata,
+       ts_rank_cd(to_tsvector('{TEXT_SEARCH_CONFIG}', chunk_text), query) AS score
+FROM tidewire_chunks, websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', %(text)s) AS query
+WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
+  AND to_tsvector('{TEXT_SEARCH_CONFIG}', chunk_text) @@ query
+ORDER BY score DESC
+LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True)
+class ReadAfter:
+    """A read-your-writes token: ``<document_id>@<timestamp>``. Satisfied once the document has been
+    indexed (or deleted) from a source commit at or after ``timestamp`` (the row's ``updated_at``)."""
+
+    document_id: str
+    committed_at: datetime
+
+    @classmethod
+    def parse(cls, token: str) -> ReadAfter:
+        document_id, separator, stamp = token.rpartition("@")
+        if not separator or not document_id or "\x00" in token:
+            raise ValidationFailedError("query.after: expected <document_id>@<ISO-8601 timestamp>")
+        try:
+            committed_at = datetime.fromisoformat(stamp.strip().replace(" ", "+"))
+        except ValueError:
+            raise ValidationFailedError("query.after: the timestamp after '@' is not ISO-8601") from None
+        if committed_at.tzinfo is None:
+            committed_at = committed_at.replace(tzinfo=UTC)
+        # Debezium reports commit times in whole milliseconds.
+        committed_at = committed_at.replace(microsecond=committed_at.microsecond // 1000 * 1000)
+        return cls(document_id=document_id, committed_at=committed_at)
+
+
+class SearchService:
+    """Runs searches for one tenant at a time; every query goes through a tenant transaction."""
+
+    def __init__(self, database: TenantDatabase, settings: ApiSettings) -> None:
+        self._database = database
+        self._settings = settings
+
+    def _index_settings(self) -> dict[str, str]:
+        settings = {"hnsw.ef_search": str(self._settings.hnsw_ef_search)}
+        if self._settings.iterative_scan != "off":
+            settings["hnsw.iterative_scan"] = self._settings.iterative_scan
+            settings["hnsw.max_scan_tuples"] = str(self._settings.hnsw_max_scan_tuples)
+        return settings
+
+    async def search(
+        self,
+        tenant_id: str,
+        *,
+        text: str,
+        embedding: np.ndarray,
+        k: int,
+        mode: SearchMode = "vector",
+        metadata_filter: dict[str, Any] | None = None,
+    ) -> list[SearchHitPublic]:
+        """The tenant's ``k`` best chunks, best first."""
+        parameters = {
+            "tenant": tenant_id,
+            "embedding": embedding,
+            "filter": Jsonb(metadata_filter) if metadata_filter is not None else None,
+            "limit": k if mode == "vector" else max(k * 4, 40),
+            "text": text,
+        }
+        async with self._database.transaction(tenant_id, self._index_settings()) as connection:
+            vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
+            if mode == "vector":
+                return best_hits(vector_rows, k)
+            text_rows = await (await connection.execute(_TEXT_SQL, parameters)).fetchall()
+        return reciprocal_rank_fusion([vector_rows, text_rows], k)
+
+    async def wait_until_indexed(self, tenant_id: str, after: ReadAfter, *, max_wait_s: float) -> bool:
+        """Wait (bounded) until ``after`` is reflected in the index; True when it is."""
+        deadline = time.monotonic() + max_wait_s
+        interval_s = 0.02
+        while True:
+            async with self._database.transaction(tenant_id) as connection:
+                row = await (
+                    await connection.execute(
+                        "SELECT max(source_committed_at) AS committed_at FROM tidewire_document_state "
+                        "WHERE tenant_id = %s AND document_id = %s",
+                        (tenant_id, after.document_id),
+                    )
+                ).fetchone()
+            committed_at = row["committed_at"] if row else None
+            if committed_at is not None and committed_at >= after.committed_at:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(interval_s, remaining))
+            interval_s = min(interval_s * 1.5, 0.2)
+
+
+def _hit(row: dict[str, Any], score: float) -> SearchHitPublic:
+    return SearchHitPublic(
+        document_id=row["document_id"],
+        chunk_index=row["chunk_index"],
+        score=score,
+        text=row["chunk_text"],
+        metadata=row["metadata"] or {},
+    )
+
+
+def best_hits(rows: list[dict[str, Any]], k: int) -> list[SearchHitPublic]:
+    """Hits by descending score (iterative scans may return rows slightly out of order); a chunk
+    indexed by two pipelines appears once."""
+    seen: set[tuple[str, int]] = set()
+    hits = []
+    for row in sorted(rows, key=lambda row: -float(row["score"])):
+        key = (row["document_id"], row["chunk_index"])
+        if key not in seen:
+            seen.add(key)
+            hits.append(_hit(row, float(row["score"])))
+    return hits[:k]
+
+
+def reciprocal_rank_fusion(rankings: list[list[dict[str, Any]]], k: int) -> list[SearchHitPublic]:
+    """Fuse rankings of chunk rows: score = Σ 1 / (60 + rank); best first, ``k`` of them."""
+    scores: dict[tuple[str, int], float] = {}
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for ranking in rankings:
+        for rank, row in enumerate(ranking, start=1):
+            key = (row["document_id"], row["chunk_index"])
+            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
+            rows.setdefault(key, row)
+    best = sorted(scores, key=lambda key: (-scores[key], key))[:k]
+    return [_hit(rows[key], scores[key]) for key in best]

@@ -1,0 +1,104 @@
+"""``tidewire serve`` (the read API under uvicorn) and ``tidewire keys create|list|revoke``."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
+
+
+@click.command()
+@click.option("--host", default=None, help="Listen address (default: api.host).")
+@click.option("--port", type=int, default=None, help="Listen port (default: api.port).")
+@pass_cli_context
+def serve(context: CliContext, host: str | None, port: int | None) -> None:
+    """Serve the read API (search, chat, events) until interrupted."""
+    import uvicorn  # imported here: the other commands do not need the web stack
+
+    from api.app import create_app
+
+    settings = context.settings
+    logging.getLogger().setLevel(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        http="h11",
+        # A long (even 1 MB) Authorization header must reach the app, which answers 401, not 400.
+        h11_max_incomplete_event_size=settings.api.max_header_bytes,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # the app logs one line per request, with its request id
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys (each key reads exactly one tenant)."""
+
+
+def _store(context: CliContext):  # type: ignore[no-untyped-def]
+    from api.auth import KeyStore
+
+    settings = context.settings
+    pepper = settings.api.key_pepper.get_secret_value().encode() if settings.api.key_pepper else None
+    return KeyStore(settings.postgres.dsn(), pepper=pepper)
+
+
+@keys.command()
+@click.option("--tenant", required=True, help="The tenant the key may read.")
+@click.option("--name", default=None, help="A label to recognise the key by in `keys list`.")
+@json_option
+@pass_cli_context
+def create(context: CliContext, tenant: str, name: str | None, as_json: bool) -> None:
+    """Create a key and print it — the only time it is shown."""
+    new_key = _store(context).create(tenant, name=name)
+    if as_json:
+        print_json({"tenant": new_key.tenant_id, "key": new_key.key, "key_id": new_key.key_id})
+    else:
+        click.echo(new_key.key)
+        click.echo(
+            f"(key id {new_key.key_id}, tenant {new_key.tenant_id}; store it now: it is not kept)", err=True
+        )
+
+
+@keys.command(name="list")
+@click.option("--tenant", default=None, help="Only this tenant's keys.")
+@json_option
+@pass_cli_context
+def list_keys(context: CliContext, tenant: str | None, as_json: bool) -> None:
+    """List keys (ids, tenants, state; never the secrets)."""
+    rows = _store(context).list(tenant)
+    if as_json:
+        print_json({"keys": rows})
+        return
+    if not rows:
+        click.echo("no API keys; create one with `tidewire keys create --tenant T`")
+    for row in rows:
+        state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked"] else "active"
+        label = f" ({row['name']})" if row["name"] else ""
+        click.echo(
+            f"{row['key_id']}  {row['tenant_id']}  {state}  created {row['created_at']:%Y-%m-%d %H:%M}{label}"
+        )
+
+
+@keys.command()
+@click.argument("key_id")
+@json_option
+@pass_cli_context
+def revoke(context: CliContext, key_id: str, as_json: bool) -> None:
+    """Revoke KEY_ID (the id `keys list` shows, or the whole key). Takes effect within api.key_cache_ttl_s."""
+    revoked_at = _store(context).revoke(key_id)
+    if as_json:
+        print_json({"key_id": key_id, "revoked_at": revoked_at})
+    else:
+        click.echo(f"revoked {key_id}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve)
+    cli.add_command(keys)
