@@ -1,0 +1,129 @@
+"""Fan-out and resume logic of the notifications hub, and the SSE encoding (no Kafka needed:
+``publish`` is what the consumer loop calls for every message)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from api.errors import ValidationFailedError
+from api.events_stream import NotificationHub, Subscription, decode_event_id, encode_event_id
+from api.sse import heartbeat, json_event, position_only
+from tidewire.events.codec import make_event_codec
+from tidewire.events.models import Notification, NotificationType
+from tidewire.settings import KafkaSettings
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def notification(tenant: str, document: str) -> Notification:
+    return Notification(
+        event_type=NotificationType.INDEXED,
+        tenant_id=tenant,
+        document_id=document,
+        pipeline="documents",
+        chunks=1,
+        model="m",
+        source_committed_at=NOW,
+        indexed_at=NOW,
+        freshness_ms=5,
+    )
+
+
+def hub(buffer: int = 100) -> NotificationHub:
+    return NotificationHub(
+        bootstrap_servers="127.0.0.1:1",
+        topic="t",
+        codec=make_event_codec(KafkaSettings()),
+        buffer_size=buffer,
+        client_queue=10,
+    )
+
+
+def drain(subscription: Subscription) -> list[tuple[str, str]]:
+    items = []
+    while not subscription.queue.empty():
+        item = subscription.queue.get_nowait()
+        assert item is not None
+        items.append((item[0].notification.document_id, item[1]))
+    return items
+
+
+def test_event_ids_round_trip_and_garbage_is_rejected() -> None:
+    assert decode_event_id(encode_event_id({1: 17, 0: 42})) == {0: 42, 1: 17}
+    for garbage in (
+        "",
+        "x",
+        "0:",
+        ":1",
+        "0:1,,",
+        "0:-1",
+        "1:2:3",
+        "0:1;DROP TABLE",
+        "0:99999999999999999999",
+        "é:1",
+    ):
+        with pytest.raises(ValidationFailedError):
+            decode_event_id(garbage)
+    with pytest.raises(ValidationFailedError):
+        decode_event_id("0:1," * 1000)
+
+
+def test_live_events_go_only_to_their_tenant_with_positions_as_ids() -> None:
+    notifications = hub()
+    notifications.publish(0, 0, notification("a", "old"))
+    alice, bob = notifications.subscribe("a"), notifications.subscribe("b")
+    notifications.publish(0, 1, notification("a", "a1"))
+    notifications.publish(1, 0, notification("b", "b1"))
+    notifications.publish(1, 1, notification("a", "a2"))
+    assert drain(alice) == [("a1", "0:2"), ("a2", "0:2,1:2")]
+    assert drain(bob) == [("b1", "0:2,1:1")]
+
+
+def test_resume_replays_exactly_what_was_missed_then_continues_live() -> None:
+    notifications = hub()
+    first = notifications.subscribe("a")
+    for offset in range(3):
+        notifications.publish(0, offset, notification("a", f"p0-{offset}"))
+        notifications.publish(1, offset, notification("b" if offset else "a", f"p1-{offset}"))
+    seen = drain(first)
+    last_id = seen[1][1]  # the client saw two events, then disconnected
+    notifications.unsubscribe(first)
+    resumed = notifications.subscribe("a", decode_event_id(last_id))
+    replayed = [event.notification.document_id for event, _ in resumed.replay]
+    assert [document for document, _ in seen[:2]] + replayed == [document for document, _ in seen]
+    notifications.publish(0, 3, notification("a", "live"))
+    assert [document for document, _ in drain(resumed)] == ["live"]
+
+
+def test_a_new_subscriber_does_not_get_history_as_live_events() -> None:
+    notifications = hub()
+    notifications._live_from = {0: 5}
+    subscription = notifications.subscribe("a")
+    notifications.publish(0, 3, notification("a", "history"))
+    notifications.publish(0, 5, notification("a", "new"))
+    assert [document for document, _ in drain(subscription)] == ["new"]
+
+
+def test_a_client_that_falls_too_far_behind_is_cut_off() -> None:
+    notifications = hub()
+    subscription = notifications.subscribe("a")
+    for offset in range(11):
+        notifications.publish(0, offset, notification("a", f"d{offset}"))
+    assert subscription.overflowed and notifications.subscriber_count == 0
+
+
+def test_undecodable_messages_still_advance_the_position() -> None:
+    notifications = hub()
+    notifications.publish(2, 7, None)
+    assert notifications.positions == {2: 8}
+
+
+def test_sse_encoding() -> None:
+    assert (
+        json_event("token", {"text": "a\nb"}, "s:1").encode()
+        == b'id: s:1\r\nevent: token\r\ndata: {"text":"a\\nb"}\r\n\r\n'
+    )
+    assert position_only("0:1").encode() == b"id: 0:1\r\n\r\n"
+    assert heartbeat().encode() == b": ping\r\n\r\n"
