@@ -39,13 +39,15 @@ class ConnectorState:
 class ConnectClient:
     """Kafka Connect REST client; every call has a timeout and transient failures are retried."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0, retries: int = 5) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float = 10.0, retries: int = 5, backoff_factor: float = 0.5
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
         retry = Retry(
             total=retries,
-            backoff_factor=0.5,
+            backoff_factor=backoff_factor,
             status_forcelist=_RETRYABLE_STATUSES,
             allowed_methods=frozenset({"GET", "PUT", "DELETE", "POST"}),
             raise_on_status=False,

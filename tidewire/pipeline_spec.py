@@ -86,6 +86,9 @@ class PipelineSpec(BaseModel):
         for column in value:
             if not _IDENTIFIER.match(column):
                 raise ValueError(f"metadata column {column!r} is not a plain lower-case column name")
+        duplicates = sorted({column for column in value if value.count(column) > 1})
+        if duplicates:
+            raise ValueError(f"metadata_columns lists {', '.join(duplicates)} more than once")
         return value
 
     @field_validator("text_template")

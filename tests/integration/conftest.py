@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.apply import apply_default_connector
+from connectors.apply import apply_connectors
 from tests.conftest import REPO_ROOT
 from tidewire.runtime.stack import RUNNING, LocalStack
 from tidewire.settings import Settings, load_settings
@@ -38,7 +38,7 @@ def local_stack(settings: Settings) -> Iterator[LocalStack]:
     already_running = all(state == RUNNING for state in stack.service_states().values())
     if not already_running:
         stack.up()
-    apply_default_connector(settings)
+    apply_connectors(settings)
     yield stack
     if not already_running:
         stack.down()

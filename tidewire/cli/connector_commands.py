@@ -1,35 +1,52 @@
-"""``tidewire connector apply|status|restart|pause|resume|delete``: the Debezium connectors."""
+"""``tidewire connector apply|status|restart|pause|resume|delete``: the Debezium connector.
+
+Tidewire runs one connector that captures the tables of every pipeline; each command acts on it,
+or on the connector named with ``--name``. With ``--json`` a command prints the state object of its
+connector (a list only if it acted on several).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 import click
 
-from connectors.apply import apply_default_connector, connect_client
-from connectors.debezium_config import default_connector_spec
+from connectors.apply import apply_connectors, connect_client, connector_names
+from connectors.connect_client import ConnectorState
 from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
 
 name_option = click.option(
-    "--name", default=None, help="Connector name (default: the default pipeline's connector)."
+    "--name", default=None, help="Connector name (default: the connector of all pipelines)."
 )
 
 
 @click.group()
 def connector() -> None:
-    """Manage the Debezium connectors through the Kafka Connect REST API."""
+    """Manage the Debezium connector through the Kafka Connect REST API."""
+
+
+def _names(context: CliContext, name: str | None) -> list[str]:
+    return [name] if name else connector_names(context.settings)
+
+
+def _print_states(states: list[ConnectorState], as_json: bool) -> None:
+    if as_json:
+        documents: list[dict[str, Any]] = [asdict(state) for state in states]
+        print_json(documents[0] if len(documents) == 1 else documents)
+        return
+    for state in states:
+        click.echo(f"{state.name}: {state.state} on {state.worker_id}")
+        for task in state.tasks:
+            click.echo(f"  task {task.get('id')}: {task.get('state')}")
 
 
 @connector.command()
 @json_option
 @pass_cli_context
 def apply(context: CliContext, as_json: bool) -> None:
-    """Validate, create or update the connectors, and wait until they run."""
-    state = apply_default_connector(context.settings)
-    if as_json:
-        print_json(asdict(state))
-    else:
-        click.echo(f"{state.name}: {state.state}")
+    """Check the pipelines against the database, sync the publication, create or update the connector."""
+    _print_states(apply_connectors(context.settings), as_json)
 
 
 @connector.command("status")
@@ -38,31 +55,35 @@ def apply(context: CliContext, as_json: bool) -> None:
 @pass_cli_context
 def connector_status(context: CliContext, name: str | None, as_json: bool) -> None:
     """Show the connector's and its tasks' states."""
-    state = connect_client(context.settings).status(name or default_connector_spec().name)
-    if as_json:
-        print_json(asdict(state))
-        return
-    click.echo(f"{state.name}: {state.state} on {state.worker_id}")
-    for task in state.tasks:
-        click.echo(f"  task {task.get('id')}: {task.get('state')}")
+    client = connect_client(context.settings)
+    _print_states([client.status(connector_name) for connector_name in _names(context, name)], as_json)
 
 
 def _simple_action(verb: str, help_text: str) -> click.Command:
     @connector.command(verb, help=help_text)
     @name_option
+    @json_option
     @pass_cli_context
-    def action(context: CliContext, name: str | None) -> None:
-        connector_name = name or default_connector_spec().name
-        getattr(connect_client(context.settings), verb)(connector_name)
-        click.echo(f"{connector_name}: {verb} requested")
+    def action(context: CliContext, name: str | None, as_json: bool) -> None:
+        client = connect_client(context.settings)
+        names = _names(context, name)
+        for connector_name in names:
+            getattr(client, verb)(connector_name)
+        if as_json:
+            print_json({"connectors": names, "requested": verb})
+        else:
+            for connector_name in names:
+                click.echo(f"{connector_name}: {verb} requested")
 
     return action
 
 
 _simple_action("restart", "Restart the connector and its failed tasks.")
-_simple_action("pause", "Pause the connector (the replication slot keeps its position).")
+_simple_action("pause", "Pause the connector (the replication slot keeps its position; WAL accumulates).")
 _simple_action("resume", "Resume a paused connector.")
-_simple_action("delete", "Delete the connector (its replication slot stays in Postgres).")
+_simple_action(
+    "delete", "Delete the connector (its replication slot stays in Postgres: drop it if you are done)."
+)
 
 
 def register(cli: click.Group) -> None:

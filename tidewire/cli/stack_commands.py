@@ -37,15 +37,16 @@ def install_jars_command(context: CliContext) -> None:
 @pass_cli_context
 def up(context: CliContext, detach: bool, demo: bool) -> None:
     """Start Postgres, Kafka and Kafka Connect on loopback (what already runs is left alone)."""
-    from connectors.apply import apply_default_connector
+    from connectors.apply import apply_connectors
 
     stack = LocalStack(context.settings)
     report = stack.up(progress=_print_progress)
     if report.cleaned_stale:
         console.print(f"cleaned up records of a crashed run: {', '.join(report.cleaned_stale)}")
     with console.status("connector: applying"):
-        state = apply_default_connector(context.settings)
-    console.print(f"[green]✓[/] connector {state.name}: {state.state}")
+        states = apply_connectors(context.settings)
+    for state in states:
+        console.print(f"[green]✓[/] connector {state.name}: {state.state}")
     _print_summary(stack)
     if demo:
         from tidewire.demo import run_demo
