@@ -19,13 +19,22 @@ from tidewire.cli import (  # noqa: F401  # noqa: E402, I001
     db_commands,
     dlq_commands,
     embedding_commands,
+    operations_commands,
     stack_commands,
     worker_commands,
 )
 from tidewire.cli.app import CliContext, cli
 from tidewire.errors import TidewireError
 
-for _module in (stack_commands, db_commands, connector_commands, worker_commands, dlq_commands, api_commands):
+for _module in (
+    stack_commands,
+    db_commands,
+    connector_commands,
+    worker_commands,
+    dlq_commands,
+    api_commands,
+    operations_commands,
+):
     _module.register(cli)
 
 __all__ = ["CliContext", "cli", "main"]
