@@ -73,6 +73,12 @@ class PipelineSpec(BaseModel):
             )
         return value
 
+    @field_validator("tenant_column", mode="before")
+    @classmethod
+    def _empty_means_no_tenant(cls, value: object) -> object:
+        # TOML has no null: `tenant_column = ""` is how a file says "no tenant column".
+        return None if value == "" else value
+
     @field_validator("primary_key", "tenant_column")
     @classmethod
     def _column_name(cls, value: str | None) -> str | None:

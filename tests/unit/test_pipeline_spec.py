@@ -71,6 +71,8 @@ def test_chunk_overlap_must_be_below_the_chunk_size() -> None:
 
 def test_a_pipeline_may_have_no_tenant_column() -> None:
     assert PipelineSpec(tenant_column=None).tenant_column is None
+    # TOML has no null: an empty string says the same.
+    assert PipelineSpec(tenant_column="").tenant_column is None
 
 
 def test_pipelines_from_tidewire_toml(clean_tidewire_environment: Path) -> None:
