@@ -109,7 +109,14 @@ def test_status_json_has_the_documented_keys(
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert {"postgres_dsn", "kafka_bootstrap", "connect_url", "api_url", "services"} <= document.keys()
-    assert document["services"] == {"postgres": "running", "kafka": "running", "connect": "running"}
+    services = document["services"]
+    assert {name: services[name] for name in ("postgres", "kafka", "connect")} == {
+        "postgres": "running",
+        "kafka": "running",
+        "connect": "running",
+    }
+    workers = {name: state for name, state in services.items() if name.startswith("worker-")}
+    assert workers and set(workers.values()) == {"running"}, services
     assert document["kafka_bootstrap"] == settings.kafka.bootstrap
     assert document["connect_url"] == settings.connect.url
     for log_file in document["logs"].values():
