@@ -220,9 +220,15 @@ class EmbeddingSettings(BaseModel):
     max_batch_rows: int = Field(default=64, ge=1)
     max_batch_tokens: int = Field(default=8192, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0, description="How long the batcher waits to fill a batch")
-    pad_multiple: int = Field(default=8, ge=1, description="Padded lengths are rounded up to this (shape buckets)")
+    pad_multiple: int = Field(
+        default=8, ge=1, description="Padded lengths are rounded up to this (shape buckets)"
+    )
     cpu_memory_arena: bool = Field(
-        default=False, description="ONNX Runtime's CPU arena: faster allocation, but keeps peak memory per shape"
+        default=False,
+        description="ONNX Runtime's CPU arena: faster allocation, but keeps peak memory per shape",
+    )
+    intra_op_spinning: bool = Field(
+        default=False, description="Let idle ORT threads spin; helps only on cores nothing else uses"
     )
     chunk_tokens: int = Field(
         default=256, ge=16, description="Tokens per chunk, [CLS]/[SEP] included; capped at the model limit"
