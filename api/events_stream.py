@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from api.errors import ValidationFailedError
 from tidewire.errors import TidewireError
@@ -220,8 +222,7 @@ class NotificationHub:
             await asyncio.sleep(self._retry_s)
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(self.topic)
+        partitions = await asyncio.to_thread(self._partitions)
         if not partitions:
             raise TidewireError(f"topic {self.topic} does not exist yet", code="topic_missing")
         assigned = [TopicPartition(self.topic, partition) for partition in sorted(partitions)]
@@ -236,6 +237,21 @@ class NotificationHub:
                 self._live_from[tp.partition] = ends[tp]
                 self.positions[tp.partition] = resume_at
             consumer.seek(tp, max(resume_at, beginnings[tp]))
+
+    def _partitions(self) -> list[int]:
+        # aiokafka's consumer.topics() fetches metadata without updating what
+        # partitions_for_topic() reads, so ask the broker with the admin client.
+        admin = AdminClient({"bootstrap.servers": self._bootstrap, "socket.timeout.ms": 5_000})
+        try:
+            metadata = admin.list_topics(self.topic, timeout=5)
+        except KafkaException as error:
+            raise TidewireError(
+                f"cannot read metadata of {self.topic}: {error}", code="kafka_unavailable"
+            ) from None
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            return []
+        return sorted(topic.partitions)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:

@@ -1,0 +1,181 @@
+"""``POST /v1/chat`` on the real stack, parsed with a real SSE client (httpx-sse)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent, connect_sse
+
+from tests.integration.api.conftest import ApiFactory, Documents, Tenant
+from tests.unit.api.support import FakeLlm, serve_in_thread, wait_for
+
+
+def chat(url: str, tenant: Tenant, question: str, **extra: Any) -> list[ServerSentEvent]:
+    with (
+        httpx.Client(timeout=60) as client,
+        connect_sse(
+            client, "POST", f"{url}/v1/chat", json={"question": question, **extra}, headers=tenant.headers
+        ) as source,
+    ):
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        return list(source.iter_sse())
+
+
+def answer_of(events: list[ServerSentEvent]) -> str:
+    return "".join(event.json()["text"] for event in events if event.event == "token")
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[tuple[FakeLlm, str]]:
+    llm = FakeLlm()
+    with serve_in_thread(llm.app()) as url:
+        yield llm, url
+
+
+def test_sources_then_tokens_then_done_with_ids(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) -> None:
+    alpha, _ = corpus_tenants
+    events = chat(api_url, alpha, "Which commandment forbids stealing?", k=3)
+    kinds = [event.event for event in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done" and set(kinds[1:-1]) == {"token"} and len(kinds) > 3
+    assert all(event.id for event in events) and len({event.id for event in events}) == len(events)
+    sources = events[0].json()["sources"]
+    assert [source["n"] for source in sources] == [1, 2, 3]
+    assert sources[0]["document_id"] == alpha.doc("commandments")
+    assert "Thou shalt not steal. [1]" in answer_of(events)
+    done = events[-1].json()
+    assert done["cached"] is False and done["answer_id"] and done["usage"]["provider"] == "extractive"
+
+
+def test_a_paraphrase_is_answered_from_the_cache_until_a_source_changes(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    tenant = tenant_factory("cache")
+    document_id = tenant.doc("creation")
+    documents.wait_indexed(
+        document_id,
+        documents.upsert(
+            tenant.name, document_id, "Genesis 1", "In the beginning God created the heaven and the earth."
+        ),
+    )
+    first = chat(api_url, tenant, "Who created the heaven and the earth?")
+    assert first[-1].json()["cached"] is False
+    again = chat(api_url, tenant, "who created the heaven and earth")
+    assert (
+        again[-1].json()["cached"] is True and again[-1].json()["answer_id"] == first[-1].json()["answer_id"]
+    )
+    assert answer_of(again) == answer_of(first) and again[0].json() == first[0].json()
+    unrelated = chat(api_url, tenant, "What is the capital of France?")
+    assert unrelated[-1].json()["cached"] is False
+
+    # The source document changes: the worker re-indexes it and publishes document.indexed, which
+    # invalidates the cached answer.
+    answer_id = first[-1].json()["answer_id"]
+    documents.wait_indexed(
+        document_id,
+        documents.upsert(
+            tenant.name,
+            document_id,
+            "Genesis 1",
+            "In the beginning God created the heaven, the earth and the sea.",
+        ),
+    )
+    wait_for(
+        lambda: bool(
+            documents.query(
+                "SELECT 1 FROM tidewire_answers WHERE answer_id = %s AND invalidated_at IS NOT NULL",
+                (answer_id,),
+            )
+        ),
+        timeout_s=60,
+        what="the notification to invalidate the cached answer",
+    )
+    after = chat(api_url, tenant, "who created the heaven and earth")
+    assert after[-1].json()["cached"] is False
+    assert "sea" in answer_of(after)
+
+
+def test_fallback_from_failing_endpoints_to_the_next_provider(
+    api_factory: ApiFactory, corpus_tenants: tuple[Tenant, Tenant], fake_llm: tuple[FakeLlm, str]
+) -> None:
+    llm, llm_url = fake_llm
+    providers = [
+        {
+            "kind": "openai",
+            "name": "broken",
+            "base_url": f"{llm_url}/v1",
+            "model": "fail500",
+            "max_retries": 1,
+        },
+        {
+            "kind": "openai",
+            "name": "stuck",
+            "base_url": f"{llm_url}/v1",
+            "model": "hang",
+            "first_token_timeout_s": 0.5,
+            "max_retries": 0,
+        },
+        {"kind": "openai", "name": "busy", "base_url": f"{llm_url}/v1", "model": "rate429"},
+    ]
+    with api_factory(chat_providers=providers, semantic_cache=False) as url:
+        events = chat(url, corpus_tenants[0], "Who is my shepherd?")
+    done = events[-1].json()
+    assert events[-1].event == "done", events[-1].data
+    assert done["usage"]["attempts"] == ["broken", "stuck", "busy"] and done["usage"]["provider"] == "busy"
+    assert answer_of(events) == "after retry"
+    assert llm.outcomes("fail500") == ["failed", "failed"] and llm.outcomes("rate429")[-2:] == [
+        "failed",
+        "completed",
+    ]
+    prompt = next(call for call in llm.calls if call.model == "rate429").messages
+    assert "shepherd" in prompt[1]["content"] and prompt[0]["role"] == "system"
+
+
+def test_client_disconnect_cancels_the_provider_call(
+    api_factory: ApiFactory, corpus_tenants: tuple[Tenant, Tenant], fake_llm: tuple[FakeLlm, str]
+) -> None:
+    llm, llm_url = fake_llm
+    providers = [{"kind": "openai", "name": "slow", "base_url": f"{llm_url}/v1", "model": "slow"}]
+    with api_factory(chat_providers=providers, semantic_cache=False) as url:
+        with (
+            httpx.Client(timeout=30) as client,
+            connect_sse(
+                client,
+                "POST",
+                f"{url}/v1/chat",
+                json={"question": "Who is my shepherd?"},
+                headers=corpus_tenants[0].headers,
+            ) as source,
+        ):
+            tokens = 0
+            for event in source.iter_sse():
+                tokens += event.event == "token"
+                if tokens == 3:
+                    break  # leaving the block closes the connection mid-stream
+        wait_for(
+            lambda: llm.outcomes("slow")[-1:] == ["cancelled"],
+            timeout_s=10,
+            what="the provider call to be cancelled",
+        )
+    assert llm.outcomes("slow") == ["cancelled"]
+
+
+def test_all_providers_failing_ends_with_an_error_event(
+    api_factory: ApiFactory, corpus_tenants: tuple[Tenant, Tenant], fake_llm: tuple[FakeLlm, str]
+) -> None:
+    _, llm_url = fake_llm
+    providers = [
+        {
+            "kind": "openai",
+            "name": "broken",
+            "base_url": f"{llm_url}/v1",
+            "model": "fail500",
+            "max_retries": 0,
+        }
+    ]
+    with api_factory(chat_providers=providers, semantic_cache=False) as url:
+        events = chat(url, corpus_tenants[0], "Who is my shepherd?")
+    assert [event.event for event in events] == ["sources", "error"]
+    assert events[-1].json()["code"] == "no_provider" and events[-1].id

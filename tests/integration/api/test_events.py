@@ -1,0 +1,138 @@
+"""``GET /v1/events``: live notifications from the real pipeline, and resuming with Last-Event-ID."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from httpx_sse import ServerSentEvent, connect_sse
+
+from tests.integration.api.conftest import Documents, Tenant
+
+EVENT_TIMEOUT_S = 240
+
+
+class EventReader:
+    """Reads one SSE stream in a thread; tests take events from ``events`` with a timeout."""
+
+    def __init__(self, url: str, tenant: Tenant, last_event_id: str | None = None) -> None:
+        self.events: queue.Queue[ServerSentEvent] = queue.Queue()
+        self.last_id: str | None = last_event_id
+        self.status: int | None = None
+        self._client = httpx.Client(timeout=httpx.Timeout(30, read=None))
+        headers = {**tenant.headers, **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+        self._context = connect_sse(self._client, "GET", f"{url}/v1/events", headers=headers)
+        self._opened = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self._opened.wait(30), "the events stream did not open"
+
+    def _read(self) -> None:
+        try:
+            with self._context as source:
+                self.status = source.response.status_code
+                self._opened.set()
+                for event in source.iter_sse():
+                    if event.id:
+                        self.last_id = event.id
+                    if event.event != "message" or event.data:
+                        self.events.put(event)
+        except httpx.HTTPError:
+            pass  # closed by the test
+        finally:
+            self._opened.set()
+
+    def next_for(self, document_id: str) -> ServerSentEvent:
+        """Events up to and including the first one about ``document_id`` (fails after the timeout)."""
+        while True:
+            event = self.events.get(timeout=EVENT_TIMEOUT_S)
+            if event.json()["document_id"] == document_id:
+                return event
+
+    def drain(self) -> list[ServerSentEvent]:
+        items = []
+        while not self.events.empty():
+            items.append(self.events.get_nowait())
+        return items
+
+    def close(self) -> None:
+        self._client.close()
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def reading(url: str, tenant: Tenant, last_event_id: str | None = None) -> Iterator[EventReader]:
+    reader = EventReader(url, tenant, last_event_id)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def write(documents: Documents, tenant: Tenant, slug: str, body: str) -> str:
+    document_id = tenant.doc(slug)
+    documents.upsert(tenant.name, document_id, slug, body)
+    return document_id
+
+
+def payload(event: ServerSentEvent) -> dict[str, Any]:
+    return event.json()  # type: ignore[no-any-return]
+
+
+def test_a_client_sees_its_tenants_rows_indexed_after_it_connected(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    mine, theirs = tenant_factory("ev-a"), tenant_factory("ev-b")
+    with reading(api_url, mine) as reader, reading(api_url, theirs) as other:
+        assert reader.status == 200
+        document_id = write(documents, mine, "live", "A verse written while the client listens.")
+        write(documents, theirs, "live", "Another tenant's verse.")
+        event = reader.next_for(document_id)
+        assert event.event == "document.indexed" and event.id
+        data = payload(event)
+        assert data["chunks"] == 1 and data["freshness_ms"] >= 0
+        other.next_for(theirs.doc("live"))
+        leaked = [payload(e)["document_id"] for e in reader.drain() + other.drain()]
+        assert mine.doc("live") not in [payload(e)["document_id"] for e in other.drain()]
+        assert all(doc.startswith((mine.name, theirs.name)) for doc in leaked)
+
+
+def test_reconnecting_with_last_event_id_replays_what_was_missed_once(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    tenant = tenant_factory("ev-resume")
+    with reading(api_url, tenant) as reader:
+        first = write(documents, tenant, "first", "The first verse.")
+        reader.next_for(first)
+        last_id = reader.last_id
+    assert last_id
+    missed = [
+        write(documents, tenant, f"missed-{index}", f"Missed verse number {index}.") for index in range(3)
+    ]
+    for document_id in missed:
+        documents.wait_indexed(
+            document_id,
+            documents.query("SELECT updated_at FROM public.documents WHERE id = %s", (document_id,))[0][
+                "updated_at"
+            ],
+        )
+    with reading(api_url, tenant, last_id) as resumed:
+        replayed = [payload(resumed.next_for(document_id))["document_id"] for document_id in missed]
+        assert replayed == missed or sorted(replayed) == sorted(missed)
+        after = write(documents, tenant, "after", "A verse after the reconnect.")
+        resumed.next_for(after)
+        everything = [payload(e)["document_id"] for e in resumed.drain()]
+        assert first not in everything and not set(missed) & set(everything)
+
+
+def test_garbage_last_event_id_is_a_clean_422(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) -> None:
+    for garbage in ("garbage", "0:1,x", "-1:5", "9" * 5000, "0:1\x7f"):
+        response = httpx.get(
+            f"{api_url}/v1/events", headers={**corpus_tenants[0].headers, "Last-Event-ID": garbage}
+        )
+        assert response.status_code == 422, (garbage, response.text)
+        assert response.json()["error"]["code"] == "validation_error"

@@ -1,0 +1,130 @@
+"""``GET /v1/search`` on the real stack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.integration.api.conftest import Documents, Tenant
+
+
+def search(url: str, tenant: Tenant, **params: object) -> httpx.Response:
+    return httpx.get(f"{url}/v1/search", params=params, headers=tenant.headers, timeout=30)
+
+
+def test_finds_the_indexed_verse_best_first_with_cosine_scores(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, _ = corpus_tenants
+    response = search(api_url, alpha, q="Who created the heaven and the earth?", k=5)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"query", "model", "took_ms", "hits"} and body["model"].endswith("all-MiniLM-L6-v2")
+    hits = body["hits"]
+    assert hits[0]["document_id"] == alpha.doc("creation")
+    assert hits[0]["text"].endswith("created the heaven and the earth.")
+    assert hits[0]["metadata"]["lang"] == "en"
+    scores = [hit["score"] for hit in hits]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= score <= 1 for score in scores)
+    assert len(hits) == 5  # k rows even though most of the table belongs to other tenants
+
+
+def test_hybrid_mode_fuses_text_and_vector_rankings(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, _ = corpus_tenants
+    hits = search(api_url, alpha, q="shepherd green pastures", k=3, mode="hybrid").json()["hits"]
+    assert hits[0]["document_id"] == alpha.doc("shepherd")
+    assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
+
+
+def test_metadata_filters(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) -> None:
+    alpha, _ = corpus_tenants
+    hits = search(api_url, alpha, q="kindness", k=10, filter=json.dumps({"lang": "en-GB"})).json()["hits"]
+    assert [hit["document_id"] for hit in hits] == [alpha.doc("love")]
+    hits = search(api_url, alpha, q="light", k=10, filter=json.dumps({"book": "Genesis"})).json()["hits"]
+    assert {hit["document_id"] for hit in hits} == {alpha.doc("creation"), alpha.doc("light")}
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"lang": "en' OR '1'='1"},
+        {"lang": 'en"; DROP TABLE tidewire_chunks; --'},
+        {"$.lang": "en"},
+        {"lang": {"$ne": "x"}},
+        {"lang": "ünïcödé ✝ 𝔘"},
+        {"') OR true; --": 1},
+        {"tenant_id": "default"},
+    ],
+)
+def test_hostile_filters_are_plain_data(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant], hostile: dict[str, object]
+) -> None:
+    alpha, _ = corpus_tenants
+    response = search(api_url, alpha, q="light", k=10, filter=json.dumps(hostile))
+    assert response.status_code == 200, response.text
+    assert response.json()["hits"] == []
+
+
+def test_read_your_writes_waits_for_the_write_to_be_indexed(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant], documents: Documents
+) -> None:
+    alpha, _ = corpus_tenants
+    document_id = alpha.doc("fresh")
+    updated_at = documents.upsert(
+        alpha.name, document_id, "Fresh", "A brand new verse about quokkas and wombats."
+    )
+    response = search(
+        api_url, alpha, q="quokkas and wombats", k=1, after=f"{document_id}@{updated_at.isoformat()}"
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["tidewire-read-after"] == "satisfied"
+    assert response.json()["hits"][0]["document_id"] == document_id
+
+
+def test_read_your_writes_wait_is_bounded(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) -> None:
+    alpha, _ = corpus_tenants
+    response = search(api_url, alpha, q="x", after=f"{alpha.doc('never-written')}@2030-01-01T00:00:00Z")
+    assert response.status_code == 200
+    assert response.headers["tidewire-read-after"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "x", "k": 0},
+        {"q": "x", "k": 10**9},
+        {"q": "x", "k": 101},
+        {"q": ""},
+        {"q": "x" * 2001},
+        {"q": "a\x00b"},
+    ],
+)
+def test_bounds_give_422_on_the_real_server(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant], params: dict[str, object]
+) -> None:
+    response = search(api_url, corpus_tenants[0], **params)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+
+
+def test_document_status(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) -> None:
+    alpha, _ = corpus_tenants
+    response = httpx.get(f"{api_url}/v1/documents/{alpha.doc('creation')}", headers=alpha.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["document_id"] == alpha.doc("creation") and body["chunks"] == 1 and body["indexed_at"]
+    missing = httpx.get(f"{api_url}/v1/documents/no-such-doc", headers=alpha.headers)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_readyz_and_metrics(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant], tenant_factory: Callable[[str], Tenant]
+) -> None:
+    ready = httpx.get(f"{api_url}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"postgres": "ok", "kafka": "ok", "model": "ok"}
+    assert 'tidewire_api_requests_total{route="/v1/search"' in httpx.get(f"{api_url}/metrics").text

@@ -1,0 +1,111 @@
+"""Tenant isolation: over HTTP (nothing a request says can widen its tenant) and in the database
+(row-level security on the API's own connections)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from httpx_sse import connect_sse
+
+from api.db import TenantDatabase, make_pool
+from tests.integration.api.conftest import CORPUS, Tenant
+from tidewire.settings import Settings
+
+
+def owned_by(tenant: Tenant, document_id: str) -> bool:
+    return document_id.startswith(tenant.name + "-")
+
+
+def test_search_never_returns_another_tenants_chunks(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, beta = corpus_tenants
+    for tenant, other in ((alpha, beta), (beta, alpha)):
+        for mode in ("vector", "hybrid"):
+            params = {
+                "q": "Selah the Lord is my shepherd",
+                "k": 100,
+                "mode": mode,
+                "tenant": other.name,
+                "tenant_id": other.name,
+            }
+            headers = {**tenant.headers, "X-Tenant": other.name, "X-Tenant-ID": other.name}
+            hits = httpx.get(f"{api_url}/v1/search", params=params, headers=headers).json()["hits"]
+            assert hits and all(owned_by(tenant, hit["document_id"]) for hit in hits)
+            assert len({hit["document_id"] for hit in hits}) >= len(CORPUS) - (
+                0 if mode == "vector" else len(CORPUS)
+            )
+
+
+def test_a_filter_naming_another_tenant_changes_nothing(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, beta = corpus_tenants
+    params = {"q": "light", "filter": f'{{"tenant": "{beta.name}"}}'}
+    assert httpx.get(f"{api_url}/v1/search", params=params, headers=alpha.headers).json()["hits"] == []
+
+
+def test_document_status_of_another_tenants_document_is_404(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, beta = corpus_tenants
+    response = httpx.get(f"{api_url}/v1/documents/{beta.doc('creation')}", headers=alpha.headers)
+    assert response.status_code == 404
+    assert (
+        httpx.get(f"{api_url}/v1/documents/{beta.doc('creation')}", headers=beta.headers).status_code == 200
+    )
+
+
+def test_chat_sources_come_only_from_the_callers_tenant(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, beta = corpus_tenants
+    body = {"question": "Selah, who is my shepherd?", "k": 20, "tenant": beta.name, "tenant_id": beta.name}
+    with (
+        httpx.Client(timeout=30) as client,
+        connect_sse(client, "POST", f"{api_url}/v1/chat", json=body, headers=alpha.headers) as source,
+    ):
+        events = list(source.iter_sse())
+    sources = events[0].json()["sources"]
+    assert events[0].event == "sources" and sources
+    assert all(owned_by(alpha, item["document_id"]) for item in sources)
+
+
+def test_row_level_security_confines_the_api_connections(
+    api_settings: Settings, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, beta = corpus_tenants
+
+    async def check() -> None:
+        pool = make_pool(api_settings.postgres, max_size=1)  # one connection: every transaction reuses it
+        await pool.open()
+        database = TenantDatabase(pool)
+        try:
+            tenants_query = "SELECT DISTINCT tenant_id FROM tidewire_chunks"  # no WHERE: only RLS filters
+            async with database.transaction(alpha.name) as connection:
+                seen = {
+                    row["tenant_id"] for row in await (await connection.execute(tenants_query)).fetchall()
+                }
+                assert seen == {alpha.name}
+                states = await (
+                    await connection.execute("SELECT DISTINCT tenant_id FROM tidewire_document_state")
+                ).fetchall()
+                assert {row["tenant_id"] for row in states} == {alpha.name}
+            # The next transaction on the same pooled connection, without a tenant, sees nothing.
+            async with pool.connection() as connection:
+                assert await (await connection.execute(tenants_query)).fetchall() == []
+                row = await (
+                    await connection.execute("SELECT current_setting('tidewire.tenant_id', true) AS t")
+                ).fetchone()
+                assert row is not None and not row["t"]
+            # Writing another tenant's row from a tenant transaction is refused.
+            async with database.transaction(alpha.name) as connection:
+                updated = await connection.execute(
+                    "UPDATE tidewire_chunks SET chunk_text = chunk_text WHERE tenant_id = %s", (beta.name,)
+                )
+                assert updated.rowcount == 0
+        finally:
+            await pool.close()
+
+    asyncio.run(check())
