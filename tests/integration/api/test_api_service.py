@@ -1,0 +1,37 @@
+"""``tidewire serve`` as the local stack's detached ``api`` service (tidewire/runtime/api_service.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.unit.api.support import free_port
+from tidewire.errors import ServiceError
+from tidewire.runtime.api_service import ApiService
+from tidewire.runtime.processes import ProcessRegistry, stop_process_tree
+from tidewire.runtime.state import StatePaths
+from tidewire.settings import Settings
+
+
+def test_starts_detached_becomes_ready_and_refuses_a_taken_port(
+    api_settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    settings = api_settings.model_copy(update={"api": api_settings.api.model_copy(update={"port": port})})
+    paths = StatePaths(tmp_path)
+    registry = ProcessRegistry(paths.run)
+    service = ApiService(settings, paths, registry)
+    record = service.start()
+    try:
+        service.wait_ready(record)
+        assert requests.get(f"{service.url}/healthz", timeout=5).json()["status"] == "ok"
+        assert registry.get("api") is not None
+        with pytest.raises(ServiceError, match="in use"):
+            service.start()
+    finally:
+        process = record.process()
+        if process is not None:
+            stop_process_tree(process)
+    assert not record.is_running()
