@@ -12,6 +12,8 @@ import faust
 
 from streams.context import StreamContext
 from streams.embed_agent import register_embed_agent
+from streams.ingest_agent import register_ingest_agent
+from streams.webhooks_agent import register_webhooks_agent
 from tidewire.settings import Settings
 
 # Faust's own commit timer: how often acknowledged offsets are committed (after their vectors).
@@ -50,5 +52,7 @@ def create_app(
         web_host="127.0.0.1",
     )
     register_embed_agent(app, context)
+    register_ingest_agent(app, context)
+    register_webhooks_agent(app, context)
     app.tidewire_context = context  # type: ignore[attr-defined]
     return app

@@ -3,7 +3,7 @@
 1. :func:`latest_changes` keeps one change per document (the highest source position; the later
    offset on a tie) and the latest truncate per pipeline: older versions in the same batch would
    only be embedded to be overwritten.
-2. :func:`needs_embedding` decides, from the stored version, whether a text must be embedded.
+2. :func:`is_stale` and :func:`needs_embedding` decide, from the stored version, whether a text must be embedded.
 """
 
 from __future__ import annotations
@@ -56,6 +56,12 @@ def latest_changes(changes: Sequence[ChangeEvent]) -> BatchPlan:
 
 def _order(change: ChangeEvent) -> tuple[int, int]:
     return (change.position.lsn, change.ref.offset)
+
+
+def is_stale(lsn: int, stored: StoredVersion | None) -> bool:
+    """True when the index already holds a newer version (a replayed or redelivered old change):
+    the write would be skipped by latest-wins anyway, so it is not even embedded."""
+    return stored is not None and stored.lsn > lsn
 
 
 def needs_embedding(text_hash: str, stored: StoredVersion | None) -> bool:

@@ -133,6 +133,10 @@ def _position(envelope: dict[str, Any]) -> SourcePosition:
     if not isinstance(source, dict):
         raise _invalid("no 'source' block: cannot order the change")
     lsn = source.get("lsn")
+    if lsn is None:
+        # Incremental snapshot reads (`tidewire reindex`) carry no lsn; their `sequence` holds the
+        # [last committed, current] LSNs of the snapshot window, and the row is as of the current one.
+        lsn = _sequence_lsn(source.get("sequence"))
     ts_ms = source.get("ts_ms")
     # bool is an int subclass; a true/false lsn is garbage, not position 1/0.
     if not isinstance(lsn, int) or isinstance(lsn, bool) or lsn < 0:
@@ -140,6 +144,17 @@ def _position(envelope: dict[str, Any]) -> SourcePosition:
     if not isinstance(ts_ms, int) or isinstance(ts_ms, bool):
         raise _invalid(f"source.ts_ms must be an integer, got {ts_ms!r}")
     return SourcePosition(lsn=lsn, committed_at=datetime.fromtimestamp(ts_ms / 1000, tz=UTC))
+
+
+def _sequence_lsn(sequence: Any) -> int | None:
+    try:
+        values = json.loads(sequence) if isinstance(sequence, str) else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(values, list):
+        return None
+    lsns = [int(value) for value in values if isinstance(value, str | int) and str(value).isdigit()]
+    return max(lsns) if lsns else None
 
 
 def _document_id(row: dict[str, Any], message: RawMessage, spec: PipelineSpec) -> str:

@@ -10,14 +10,11 @@ import json
 import string
 from typing import Any
 
+from connectors.debezium_config import UNAVAILABLE_VALUE_PLACEHOLDER
 from streams.errors import PoisonEventError
 from tidewire.events import FailureStage
 from tidewire.events.models import NAME_PATTERN
 from tidewire.pipeline_spec import PipelineSpec
-
-# connectors/debezium_config.py sets Debezium's `unavailable.value.placeholder` to this literal:
-# an unchanged TOASTed column that the update event does not carry. It must never be embedded.
-UNAVAILABLE_VALUE_PLACEHOLDER = "__tidewire_unavailable__"
 
 
 def build_text(spec: PipelineSpec, row: dict[str, Any]) -> str:
@@ -83,7 +80,9 @@ def metadata_of(spec: PipelineSpec, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def carries_placeholder(spec: PipelineSpec, row: dict[str, Any]) -> bool:
-    """Whether a column the index reads arrived as Debezium's unchanged-TOAST placeholder."""
+    """Whether a column the index reads arrived as Debezium's unchanged-TOAST placeholder (the
+    connector's ``unavailable.value.placeholder``): an unchanged TOASTed value the update event
+    does not carry. It must never be embedded."""
     columns = [*spec.template_columns, *spec.metadata_columns]
     if spec.tenant_column:
         columns.append(spec.tenant_column)

@@ -15,7 +15,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from streams.batch_planning import BatchPlan, latest_changes, needs_embedding
+from streams.batch_planning import BatchPlan, is_stale, latest_changes, needs_embedding
 from streams.dead_letters import DeadLetterHandler, Rejection, rejection
 from streams.debezium_decoding import ChangeEvent, RowUpsert, decode_change
 from streams.document_text import build_text, carries_placeholder, metadata_of, tenant_of, text_hash
@@ -243,6 +243,8 @@ class EmbedBatchProcessor:
         documents = []
         for upsert in upserts:
             key = (upsert.pipeline, upsert.document_id)
+            if is_stale(upsert.position.lsn, stored.get(key)):
+                continue
             spec = self._pipelines[upsert.pipeline]
             row = upsert.row
             if carries_placeholder(spec, row):

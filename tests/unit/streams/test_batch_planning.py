@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from streams.batch_planning import latest_changes, needs_embedding
+from streams.batch_planning import is_stale, latest_changes, needs_embedding
 from streams.debezium_decoding import RowDelete, RowUpsert, TableTruncate
 from streams.messages import MessageRef
 from tidewire.vector_store import SourcePosition, StoredVersion
@@ -75,3 +75,10 @@ def test_embedding_is_skipped_only_for_the_same_text_of_a_live_document() -> Non
     assert needs_embedding("other", stored)
     assert needs_embedding("h", None)
     assert needs_embedding("h", StoredVersion(text_hash="h", lsn=1, deleted=True, chunk_count=0))
+
+
+def test_a_change_older_than_the_stored_version_is_stale() -> None:
+    stored = StoredVersion(text_hash="h", lsn=50, deleted=False, chunk_count=1)
+    assert is_stale(49, stored)
+    assert not is_stale(50, stored)  # the very same change again: applied idempotently
+    assert not is_stale(49, None)

@@ -68,6 +68,13 @@ def test_truncate_applies_to_the_pipeline() -> None:
     assert change.position.lsn == 1234
 
 
+def test_incremental_snapshot_reads_take_their_position_from_the_sequence() -> None:
+    source = {"lsn": None, "ts_ms": 1, "snapshot": "incremental", "sequence": '["174928512","174928600"]'}
+    change = decode_change(message({"after": row(), "source": source, "op": "r"}), SPEC)
+    assert isinstance(change, RowUpsert)
+    assert (change.operation, change.position.lsn) == ("read", 174928600)
+
+
 def test_schema_envelope_is_unwrapped() -> None:
     envelope = {"schema": {}, "payload": {"before": None, "after": row(), "source": SOURCE, "op": "c"}}
     assert isinstance(decode_change(message(envelope), SPEC), RowUpsert)

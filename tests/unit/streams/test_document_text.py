@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
+from connectors.debezium_config import UNAVAILABLE_VALUE_PLACEHOLDER
 from streams.document_text import (
-    UNAVAILABLE_VALUE_PLACEHOLDER,
     build_text,
     carries_placeholder,
     metadata_of,

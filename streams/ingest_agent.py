@@ -1,0 +1,188 @@
+"""The ``ingest`` agent: IngestDocument events (Avro, ``tidewire.ingest``) written into the source table.
+
+An upstream system that cannot write to Postgres publishes IngestDocument events instead; each
+valid one becomes an ordinary INSERT/UPDATE/DELETE of the pipeline's source table, so CDC carries it
+on exactly like a direct write. The target table must have the columns of ``documents``: the primary
+key, the tenant column, ``title``, ``body``, ``metadata`` (jsonb) and ``updated_at``.
+
+Latest wins on ``event_time``, stored as ``updated_at``: an upsert or delete older than the row is
+ignored. Invalid events go to the dead-letter topic; the batch is written in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import faust
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from streams.batch_loop import process_or_exit, raw_message
+from streams.context import StreamContext
+from streams.dead_letters import DeadLetterHandler, Rejection
+from streams.errors import PoisonEventError
+from streams.messages import RawMessage
+from streams.metrics import StreamMetrics
+from streams.retry import RetryPolicy, retrying
+from tidewire.events import EventCodec, FailureStage, IngestDocument, IngestOperation, InvalidEventError
+from tidewire.pipeline_spec import PipelineSpec
+
+logger = logging.getLogger(__name__)
+
+AGENT = "ingest"
+
+
+@dataclass(frozen=True)
+class IngestWrite:
+    """A validated IngestDocument and the pipeline whose table receives it."""
+
+    spec: PipelineSpec
+    event: IngestDocument
+
+
+def resolve_pipeline(event: IngestDocument, pipelines: Sequence[PipelineSpec]) -> PipelineSpec:
+    """The pipeline the event names, or the first one; :class:`PoisonEventError` for an unknown name."""
+    if event.pipeline is None:
+        return pipelines[0]
+    for spec in pipelines:
+        if spec.name == event.pipeline:
+            return spec
+    known = ", ".join(spec.name for spec in pipelines)
+    raise PoisonEventError(
+        f"pipeline {event.pipeline!r} does not exist (known: {known})",
+        stage=FailureStage.VALIDATE,
+        code="ingest_unknown_pipeline",
+    )
+
+
+def latest_per_document(writes: Sequence[IngestWrite]) -> list[IngestWrite]:
+    """One write per (pipeline, document): the latest ``event_time``; the later one on a tie."""
+    latest: dict[tuple[str, str], IngestWrite] = {}
+    for write in writes:
+        key = (write.spec.name, write.event.document_id)
+        current = latest.get(key)
+        if current is None or write.event.event_time >= current.event.event_time:
+            latest[key] = write
+    return list(latest.values())
+
+
+def upsert_statement(spec: PipelineSpec) -> sql.Composed:
+    table = sql.Identifier(spec.schema_name, spec.table_name)
+    key = sql.Identifier(spec.primary_key)
+    tenant = sql.Identifier(spec.tenant_column) if spec.tenant_column else None
+    columns = [
+        key,
+        *([tenant] if tenant else []),
+        *map(sql.Identifier, ("title", "body", "metadata", "updated_at")),
+    ]
+    updates = [column for column in columns if column != key]
+    return sql.SQL(
+        "INSERT INTO {table} AS t ({columns}) VALUES ({values}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        " WHERE t.updated_at <= EXCLUDED.updated_at"
+    ).format(
+        table=table,
+        columns=sql.SQL(", ").join(columns),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        key=key,
+        updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=column) for column in updates),
+    )
+
+
+def delete_statement(spec: PipelineSpec) -> sql.Composed:
+    return sql.SQL("DELETE FROM {table} WHERE {key} = %s AND updated_at <= %s").format(
+        table=sql.Identifier(spec.schema_name, spec.table_name), key=sql.Identifier(spec.primary_key)
+    )
+
+
+class IngestProcessor:
+    """Validate a batch of IngestDocument events and write the valid ones in one transaction."""
+
+    def __init__(
+        self,
+        *,
+        pipelines: Sequence[PipelineSpec],
+        pool: AsyncConnectionPool,
+        codec: EventCodec,
+        topic: str,
+        retry: RetryPolicy,
+        dead_letters: DeadLetterHandler,
+        metrics: StreamMetrics,
+    ) -> None:
+        self._pipelines = pipelines
+        self._pool = pool
+        self._codec = codec
+        self._topic = topic
+        self._retry = retry
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+
+    async def process(self, messages: Sequence[RawMessage]) -> None:
+        rejections: list[Rejection] = []
+        writes: list[IngestWrite] = []
+        for message in messages:
+            try:
+                event = self._codec.decode(message.value, IngestDocument, topic=self._topic)
+                writes.append(IngestWrite(resolve_pipeline(event, self._pipelines), event))
+            except PoisonEventError as error:
+                rejections.append(Rejection(message=message, error=error, stage=error.stage))
+            except InvalidEventError as error:
+                stage = FailureStage.VALIDATE if hasattr(error, "field") else FailureStage.DECODE
+                rejections.append(Rejection(message=message, error=error, stage=stage))
+        latest = latest_per_document(writes)
+        await retrying(lambda: self._write(latest), self._retry, what=f"ingesting {len(latest)} documents")
+        await retrying(
+            lambda: self._dead_letters.send(rejections), self._retry, what="dead-lettering ingest events"
+        )
+        self._metrics.batches.labels(agent=AGENT).inc()
+        self._metrics.events.labels(agent=AGENT, outcome="processed").inc(len(messages) - len(rejections))
+        self._metrics.events.labels(agent=AGENT, outcome="dead_lettered").inc(len(rejections))
+
+    async def _write(self, writes: Sequence[IngestWrite]) -> None:
+        if not writes:
+            return
+        async with (
+            self._pool.connection() as connection,
+            connection.transaction(),
+            connection.cursor() as cursor,
+        ):
+            for spec in {write.spec.name: write.spec for write in writes}.values():
+                mine = [write.event for write in writes if write.spec.name == spec.name]
+                upserts = [event for event in mine if event.operation is IngestOperation.UPSERT]
+                deletes = [event for event in mine if event.operation is IngestOperation.DELETE]
+                if upserts:
+                    await cursor.executemany(upsert_statement(spec), [_row(spec, event) for event in upserts])
+                if deletes:
+                    await cursor.executemany(
+                        delete_statement(spec), [(event.document_id, event.event_time) for event in deletes]
+                    )
+
+
+def _row(spec: PipelineSpec, event: IngestDocument) -> tuple[object, ...]:
+    tenant = (event.tenant_id,) if spec.tenant_column else ()
+    return (event.document_id, *tenant, event.title, event.body, Jsonb(event.metadata), event.event_time)
+
+
+def register_ingest_agent(app: faust.App, context: StreamContext) -> None:
+    """Subscribe the ingest agent to ``tidewire.ingest``."""
+    settings = context.settings
+    topic = app.topic(settings.topics.ingest, value_type=bytes, value_serializer="raw")
+
+    @app.agent(topic, name=AGENT, concurrency=1)
+    async def ingest(stream: faust.StreamT) -> None:  # pragma: no cover - exercised by integration tests
+        resources = await context.open(app)
+        processor = IngestProcessor(
+            pipelines=settings.pipelines,
+            pool=resources.pool,
+            codec=resources.codec,
+            topic=settings.topics.ingest,
+            retry=context.retry,
+            dead_letters=context.dead_letter_handler(resources, AGENT),
+            metrics=context.metrics,
+        )
+        async for events in stream.take_events(
+            settings.streams.batch_max_events, within=settings.streams.batch_max_wait_s
+        ):
+            await process_or_exit(AGENT, [raw_message(event) for event in events], processor.process)

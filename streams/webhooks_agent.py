@@ -1,0 +1,143 @@
+"""The ``webhooks`` agent: every notification, POSTed and signed to each registered endpoint.
+
+Deliveries of a batch run concurrently; each is retried with exponential backoff, and after its
+last attempt it becomes a dead letter (stage DELIVER, ``destination`` = the endpoint URL) so it can
+be re-driven. Only then is the batch acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import faust
+import httpx
+
+from streams.batch_loop import process_or_exit, raw_message
+from streams.context import StreamContext
+from streams.dead_letters import DeadLetterHandler, Rejection
+from streams.errors import DeliveryError
+from streams.messages import RawMessage
+from streams.metrics import StreamMetrics
+from streams.retry import RetryPolicy, retrying
+from streams.webhook_signing import delivery_headers, notification_body
+from tidewire.events import EventCodec, FailureStage, InvalidEventError, Notification
+from tidewire.settings import WebhookEndpoint
+
+logger = logging.getLogger(__name__)
+
+AGENT = "webhooks"
+
+
+class WebhookDeliverer:
+    """Delivers the notifications of one batch to the endpoints that want them."""
+
+    def __init__(
+        self,
+        *,
+        endpoints: Sequence[WebhookEndpoint],
+        client: httpx.AsyncClient,
+        codec: EventCodec,
+        topic: str,
+        policy: RetryPolicy,
+        dead_letters: DeadLetterHandler,
+        batch_retry: RetryPolicy,
+        metrics: StreamMetrics,
+    ) -> None:
+        self._endpoints = endpoints
+        self._client = client
+        self._codec = codec
+        self._topic = topic
+        self._policy = policy
+        self._dead_letters = dead_letters
+        self._batch_retry = batch_retry
+        self._metrics = metrics
+
+    async def process(self, messages: Sequence[RawMessage]) -> None:
+        rejections: list[Rejection] = []
+        deliveries = []
+        for message in messages:
+            try:
+                notification = self._codec.decode(message.value, Notification, topic=self._topic)
+            except InvalidEventError as error:
+                rejections.append(Rejection(message=message, error=error, stage=FailureStage.DECODE))
+                continue
+            deliveries.extend(
+                self._deliver(message, notification, endpoint)
+                for endpoint in self._endpoints
+                if endpoint.tenant is None or endpoint.tenant == notification.tenant_id
+            )
+        failures = await asyncio.gather(*deliveries)
+        rejections.extend(failure for failure in failures if failure is not None)
+        await retrying(
+            lambda: self._dead_letters.send(rejections), self._batch_retry, what="dead-lettering deliveries"
+        )
+
+    async def _deliver(
+        self, message: RawMessage, notification: Notification, endpoint: WebhookEndpoint
+    ) -> Rejection | None:
+        """Deliver with retries; the rejection to dead-letter when every attempt failed."""
+        body = notification_body(notification)
+        secret = endpoint.secret.get_secret_value()
+
+        async def attempt() -> None:
+            # A fresh timestamp (and signature) per attempt: receivers reject stale timestamps.
+            headers = delivery_headers(notification, secret, body, int(time.time()))
+            try:
+                response = await self._client.post(endpoint.url, content=body, headers=headers)
+            except httpx.HTTPError as error:
+                self._metrics.webhook_deliveries.labels(outcome="error").inc()
+                raise DeliveryError(f"POST {endpoint.url} failed: {type(error).__name__}: {error}") from None
+            if not response.is_success:
+                self._metrics.webhook_deliveries.labels(outcome="refused").inc()
+                raise DeliveryError(f"POST {endpoint.url} answered {response.status_code}")
+            self._metrics.webhook_deliveries.labels(outcome="delivered").inc()
+
+        try:
+            await retrying(
+                attempt, self._policy, what=f"delivering {notification.document_id} to {endpoint.url}"
+            )
+        except Exception as error:
+            cause = error.__cause__ or error
+            return Rejection(
+                message=message,
+                error=cause,
+                stage=FailureStage.DELIVER,
+                pipeline=notification.pipeline,
+                destination=endpoint.url,
+                attempts=self._policy.attempts,
+            )
+        return None
+
+
+def register_webhooks_agent(app: faust.App, context: StreamContext) -> None:
+    """Subscribe the webhooks agent to the notifications topic (only when endpoints are configured)."""
+    settings = context.settings
+    endpoints = settings.streams.webhooks
+    if not endpoints:
+        return
+    topic = app.topic(settings.topics.notifications, value_type=bytes, value_serializer="raw")
+    policy = RetryPolicy(
+        attempts=settings.streams.webhook_attempts,
+        initial_backoff_s=settings.streams.webhook_initial_backoff_s,
+        max_backoff_s=settings.streams.webhook_max_backoff_s,
+    )
+
+    @app.agent(topic, name=AGENT, concurrency=1)
+    async def webhooks(stream: faust.StreamT) -> None:  # pragma: no cover - exercised by integration tests
+        resources = await context.open(app)
+        async with httpx.AsyncClient(timeout=settings.streams.webhook_timeout_s) as client:
+            deliverer = WebhookDeliverer(
+                endpoints=endpoints,
+                client=client,
+                codec=resources.codec,
+                topic=settings.topics.notifications,
+                policy=policy,
+                dead_letters=context.dead_letter_handler(resources, AGENT),
+                batch_retry=context.retry,
+                metrics=context.metrics,
+            )
+            async for events in stream.take_events(100, within=settings.streams.batch_max_wait_s):
+                await process_or_exit(AGENT, [raw_message(event) for event in events], deliverer.process)
