@@ -19,7 +19,9 @@ router = APIRouter(prefix="/v1", tags=["documents"])
     responses={**ERROR_RESPONSES, 404: {"description": "No such indexed document for this tenant"}},
 )
 async def get_document(
-    document_id: Annotated[str, Path(min_length=1, max_length=512)], principal: TenantDep, connection: DbDep
+    document_id: Annotated[str, Path(min_length=1, max_length=512, pattern=r"^[^\x00]+$")],
+    principal: TenantDep,
+    connection: DbDep,
 ) -> DocumentPublic:
     """How the document is indexed now (the latest pipeline that indexed it); 404 if it is not, or is deleted."""
     if "\x00" in document_id:

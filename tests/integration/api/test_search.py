@@ -119,6 +119,9 @@ def test_document_status(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) ->
     assert body["document_id"] == alpha.doc("creation") and body["chunks"] == 1 and body["indexed_at"]
     missing = httpx.get(f"{api_url}/v1/documents/no-such-doc", headers=alpha.headers)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    for bad in ("a%00b", "%ff%fe", "x" * 600):
+        response = httpx.get(f"{api_url}/v1/documents/{bad}", headers=alpha.headers)
+        assert response.status_code in (404, 422), (bad, response.text)
 
 
 def test_readyz_and_metrics(

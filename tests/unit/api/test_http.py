@@ -7,6 +7,7 @@ real stack, are exercised in tests/integration/api).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,12 @@ class Embedder:
         return np.zeros(384, dtype=np.float32)
 
 
+class Database:
+    @asynccontextmanager
+    async def transaction(self, tenant_id: str) -> AsyncIterator[None]:
+        yield None
+
+
 class Search:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
@@ -68,7 +75,7 @@ def client() -> Iterator[tuple[TestClient, Search]]:
     metrics = app.state.metrics
     app.state.services = Services(
         settings=settings.api,
-        database=None,  # type: ignore[arg-type]
+        database=Database(),  # type: ignore[arg-type]
         keys=Keys(),  # type: ignore[arg-type]
         limiter=RateLimiter(rate_per_s=1, burst=30),
         embedder=Embedder(),  # type: ignore[arg-type]
@@ -211,3 +218,26 @@ def test_health_metrics_and_openapi(client: tuple[TestClient, Search]) -> None:
     assert "tidewire_api_requests" in test_client.get("/metrics").text
     assert "/v1/search" in test_client.get("/openapi.json").json()["paths"]
     assert test_client.get("/docs").status_code == 200
+
+
+def test_invalid_utf8_and_nul_in_urls_are_clean_4xx(client: tuple[TestClient, Search]) -> None:
+    test_client = client[0]
+    for url in ("/v1/search?q=%ff%fe", "/v1/search?q=%c3", "/v1/search?q=x&filter=%ff"):
+        response = test_client.get(url, headers={"Authorization": GOOD})
+        assert response.status_code in (200, 422), (url, response.text)
+    assert_error(
+        test_client.get("/v1/documents/a%00b", headers={"Authorization": GOOD}), 422, "validation_error"
+    )
+
+
+def test_a_chunked_body_over_the_limit_gets_413(client: tuple[TestClient, Search]) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"question": "'
+        for _ in range(10):
+            yield b"x" * 1_000
+        yield b'"}'
+
+    response = client[0].post(
+        "/v1/chat", content=chunks(), headers={"Authorization": GOOD, "Content-Type": "application/json"}
+    )
+    assert_error(response, 413, "payload_too_large")
