@@ -43,7 +43,7 @@ class RowUpsert:
 
 @dataclass(frozen=True)
 class RowDelete:
-    """A deleted row; ``tenant_id`` only when the old row carried it (REPLICA IDENTITY FULL)."""
+    """A deleted row; only its id is trusted (``tenant_id`` is left to the stored state)."""
 
     pipeline: str
     document_id: str
@@ -103,11 +103,13 @@ def decode_change(message: RawMessage, spec: PipelineSpec) -> ChangeEvent | None
         before = envelope.get("before")
         if not isinstance(before, dict):
             before = {}
-        tenant = before.get(spec.tenant_column) if spec.tenant_column else None
+        # The tenant is not taken from `before`: without REPLICA IDENTITY FULL, Debezium fills its
+        # non-key NOT NULL columns with their defaults (tenant_id = 'default'), which would move the
+        # document to another tenant. The stored state knows the tenant.
         return RowDelete(
             pipeline=spec.name,
             document_id=_document_id(before, message, spec),
-            tenant_id=tenant if isinstance(tenant, str) else None,
+            tenant_id=None,
             position=position,
             ref=message.ref,
         )

@@ -118,10 +118,11 @@ class EmbedBatchProcessor:
         changes = self._decode(messages, result.rejections)
         # 2. Plan
         plan = latest_changes(changes)
+        tenant_hints = self._tenant_hints(changes)
         # 3. Index
         messages_by_ref = {message.ref: message for message in messages}
         await retrying(
-            lambda: self._index(plan, messages_by_ref, result),
+            lambda: self._index(plan, tenant_hints, messages_by_ref, result),
             self._retry,
             what=f"indexing a batch of {len(messages)} messages",
             on_retry=lambda _attempt, _error: self._metrics.retries.labels(agent=AGENT).inc(),
@@ -158,7 +159,13 @@ class EmbedBatchProcessor:
                 changes.append(change)
         return changes
 
-    async def _index(self, plan: BatchPlan, messages: dict[Any, RawMessage], result: BatchResult) -> None:
+    async def _index(
+        self,
+        plan: BatchPlan,
+        tenant_hints: dict[tuple[str, str], str],
+        messages: dict[Any, RawMessage],
+        result: BatchResult,
+    ) -> None:
         embedded: dict[str, int] = {}
         unchanged: dict[str, int] = {}
         attempt_rejections: list[Rejection] = []
@@ -202,7 +209,7 @@ class EmbedBatchProcessor:
         writes.extend(
             DocumentDelete(
                 pipeline=delete.pipeline,
-                tenant_id=delete.tenant_id,
+                tenant_id=delete.tenant_id or tenant_hints.get((delete.pipeline, delete.document_id)),
                 document_id=delete.document_id,
                 position=delete.position,
             )
@@ -218,6 +225,20 @@ class EmbedBatchProcessor:
         result.unchanged_by_pipeline = unchanged
         result.truncated_documents = truncated
         result.rejections.extend(attempt_rejections)
+
+    def _tenant_hints(self, changes: Sequence[ChangeEvent]) -> dict[tuple[str, str], str]:
+        """Tenants of the documents upserted in this batch: a delete event carries only the key,
+        and when it follows the insert in the same batch, nothing stored knows the tenant yet."""
+        hints: dict[tuple[str, str], str] = {}
+        for change in changes:
+            if isinstance(change, RowUpsert):
+                try:
+                    hints[(change.pipeline, change.document_id)] = tenant_of(
+                        self._pipelines[change.pipeline], change.row
+                    )
+                except PoisonEventError:
+                    continue
+        return hints
 
     async def _current_rows(self, upserts: Sequence[RowUpsert]) -> dict[tuple[str, str], dict[str, Any]]:
         """Current source rows of the upserts that carried the unchanged-TOAST placeholder (one query per pipeline)."""

@@ -16,17 +16,23 @@ def notifications_for(
 ) -> list[Notification]:
     """One ``document.indexed`` or ``document.deleted`` per write that changed the index.
 
-    Writes that latest-wins skipped (``applied`` False) changed nothing and notify nobody.
+    Writes that latest-wins skipped (``applied`` False) changed nothing and notify nobody; nor does
+    the delete of a document whose tenant is unknown (it was never indexed).
     """
     notifications = []
     for outcome in outcomes:
         if not outcome.applied:
             continue
         spec = pipelines[outcome.pipeline]
+        tenant = outcome.tenant_id or (spec.default_tenant if spec.tenant_column is None else None)
+        if tenant is None:
+            # The delete of a document the index never held: no tenant to tell, and guessing one
+            # would show another tenant's document id.
+            continue
         notifications.append(
             Notification.for_change(
                 event_type=NotificationType.DELETED if outcome.deleted else NotificationType.INDEXED,
-                tenant_id=outcome.tenant_id or spec.default_tenant,
+                tenant_id=tenant,
                 document_id=outcome.document_id,
                 pipeline=outcome.pipeline,
                 chunks=0 if outcome.deleted else outcome.chunk_count,

@@ -108,6 +108,7 @@ class WorkerGroup:
     def start(self, *, wait: bool = True) -> WorkerProcess:
         if not self.config_file.exists():
             self.write_config()
+        if not self.workers:
             # A new group would start from the beginning of the shared topics; the tests only
             # need their own changes, so the group starts at the end.
             topics = self.settings.topics
@@ -259,12 +260,20 @@ def expected_chunks(db: psycopg.Connection[Any], chunker: TextChunker, document_
 
 
 def index_matches_source(
-    db: psycopg.Connection[Any], chunker: TextChunker, pipeline: str, document_ids: list[str]
+    db: psycopg.Connection[Any],
+    chunker: TextChunker,
+    pipeline: str,
+    document_ids: list[str],
+    *,
+    present: bool,
 ) -> bool:
-    """Every document's chunks equal a fresh chunking of its current text (none for a missing row)."""
+    """Every document's chunks equal a fresh chunking of its current text (none for a missing row);
+    ``present``: the rows must exist (so a row not written yet does not count as "deleted")."""
     for document_id in document_ids:
         expected = expected_chunks(db, chunker, document_id)
         state = index_state(db, pipeline, document_id)
+        if expected is None and present:
+            return False
         if expected is None:
             if state.chunks or state.deleted is False:
                 return False
@@ -280,9 +289,10 @@ def wait_until_indexed(
     document_ids: list[str],
     *,
     timeout_s: float = 90,
+    present: bool = True,
 ) -> None:
     wait_for(
-        lambda: index_matches_source(db, chunker, pipeline, document_ids),
+        lambda: index_matches_source(db, chunker, pipeline, document_ids, present=present),
         timeout_s=timeout_s,
         what=f"{len(document_ids)} documents of {pipeline} to match the source table",
         interval_s=0.3,

@@ -119,7 +119,7 @@ def test_insert_update_and_delete(
     assert index_state(db, worker_group.pipeline, document_id).chunks == ["First title\n\nA different body."]
 
     db.execute("DELETE FROM public.documents WHERE id = %s", (document_id,))
-    wait_until_indexed(db, chunker, worker_group.pipeline, [document_id])
+    wait_until_indexed(db, chunker, worker_group.pipeline, [document_id], present=False)
     state = index_state(db, worker_group.pipeline, document_id)
     assert state.chunks == [] and state.deleted is True
 

@@ -43,10 +43,13 @@ def test_upserts_carry_the_after_row_and_the_source_position(op: str, operation:
     assert change.ref == MessageRef("cdc.public.documents", 2, 41)
 
 
-def test_delete_takes_the_id_from_before_and_keeps_the_tenant_when_present() -> None:
-    change = decode_change(message({"before": row(), "after": None, "source": SOURCE, "op": "d"}), SPEC)
+def test_delete_takes_the_id_from_before_but_not_the_defaulted_tenant() -> None:
+    before = row(
+        tenant_id="default", title=None, body=None
+    )  # what Debezium sends without REPLICA IDENTITY FULL
+    change = decode_change(message({"before": before, "after": None, "source": SOURCE, "op": "d"}), SPEC)
     assert isinstance(change, RowDelete)
-    assert (change.document_id, change.tenant_id) == ("doc-1", "acme")
+    assert (change.document_id, change.tenant_id) == ("doc-1", None)
 
 
 def test_delete_without_before_falls_back_to_the_message_key() -> None:

@@ -111,7 +111,7 @@ def processor(store: FakeStore, engine: FakeEngine, publisher: FakePublisher) ->
 def cdc(offset: int, op: str, document_id: str, body: str | None = "b", lsn: int = 100) -> RawMessage:
     row = {"id": document_id, "tenant_id": "acme", "title": "t", "body": body, "metadata": "{}"}
     value: dict[str, Any] = {
-        "before": row if op == "d" else None,
+        "before": {"id": document_id} if op == "d" else None,
         "after": None if op == "d" else row,
         "source": {"lsn": lsn + offset, "ts_ms": 1_767_225_600_000},
         "op": op,
@@ -133,8 +133,7 @@ def test_a_batch_is_embedded_in_one_model_call_and_written_once() -> None:
     assert sorted((n.document_id, n.event_type.event_name, n.chunks) for n in notifications) == [
         ("a", "document.indexed", 2),
         ("b", "document.indexed", 1),
-        ("c", "document.deleted", 0),
-    ]
+    ]  # "c" was never indexed: its delete is written (a tombstone) but has no tenant to notify
     assert result.embedded_chunks == 3
 
 
@@ -184,3 +183,25 @@ def test_a_persistent_store_failure_crashes_and_publishes_nothing() -> None:
     with pytest.raises(WorkerCrashError, match="failed 3 times"):
         asyncio.run(processor(store, engine, publisher).process([cdc(0, "c", "a")]))
     assert publisher.records == {}
+
+
+def test_a_delete_after_its_insert_in_one_batch_keeps_the_tenant_and_an_unknown_one_notifies_nobody() -> None:
+    store, engine, publisher = FakeStore(), FakeEngine(), FakePublisher()
+    unknown = cdc(2, "d", "never-indexed")
+    value = json.loads(unknown.value or b"")
+    value["before"] = {"id": "never-indexed"}  # REPLICA IDENTITY DEFAULT: only the key
+    asyncio.run(
+        processor(store, engine, publisher).process(
+            [
+                cdc(0, "c", "a"),
+                cdc(1, "d", "a"),
+                RawMessage(unknown.ref, unknown.key, json.dumps(value).encode()),
+            ]
+        )
+    )
+    notifications = [
+        CODEC.decode(v, Notification, topic="n") for _, v in publisher.records["tidewire.notifications"]
+    ]
+    assert [(n.document_id, n.tenant_id, n.event_type.event_name) for n in notifications] == [
+        ("a", "acme", "document.deleted")
+    ]

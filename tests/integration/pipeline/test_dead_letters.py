@@ -1,0 +1,170 @@
+"""Poison events: a malformed CDC event and invalid IngestDocuments land in the DLQ with reasons,
+and the partition keeps flowing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from models.chunking import TextChunker
+from streams.dead_letter_store import read_dead_letters
+from tests.integration.pipeline.conftest import (
+    TopicTail,
+    WorkerGroup,
+    index_state,
+    wait_for,
+    wait_until_indexed,
+)
+from tidewire.events import DeadLetter, FailureStage, IngestDocument, make_event_codec
+from tidewire.settings import Settings
+
+
+def dead_letters_for(
+    settings: Settings, tail: TopicTail, predicate: Callable[[DeadLetter], bool]
+) -> list[DeadLetter]:
+    codec = make_event_codec(settings.kafka)
+    letters = [codec.decode(m.value(), DeadLetter, topic=tail.topic) for m in tail.messages]
+    return [letter for letter in letters if predicate(letter)]
+
+
+def test_a_malformed_cdc_event_is_dead_lettered_and_its_partition_keeps_flowing(
+    worker_group: WorkerGroup,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    chunker: TextChunker,
+    new_id: Callable[[str], str],
+    producer: Any,
+    tail: Callable[[str], TopicTail],
+) -> None:
+    document_id = new_id("after-poison")
+    key = json.dumps({"id": document_id}, separators=(",", ":")).encode()
+    dlq = tail(settings.topics.dead_letter)
+    cdc_topic = settings.topics.cdc_topic("public", "documents")
+    delivered: list[Any] = []
+    # Same key as the row inserted next: the poison sits on the same partition, just before it.
+    producer.produce(
+        cdc_topic,
+        key=key,
+        value=b'{"op": "c", "after": {"id": 1',
+        on_delivery=lambda _e, m: delivered.append(m),
+    )
+    producer.flush(10)
+    [poison] = delivered
+    db.execute(
+        "INSERT INTO public.documents (id, title, body) VALUES (%s, 'after', 'the poison')", (document_id,)
+    )
+
+    wait_until_indexed(db, chunker, worker_group.pipeline, [document_id])
+    mine = lambda letter: (  # noqa: E731
+        letter.pipeline == worker_group.pipeline
+        and (letter.topic, letter.partition, letter.offset)
+        == (cdc_topic, poison.partition(), poison.offset())
+    )
+    dlq.collect(lambda _m: bool(dead_letters_for(settings, dlq, mine)), timeout_s=60, what="the dead letter")
+    [letter] = dead_letters_for(settings, dlq, mine)
+    assert letter.stage is FailureStage.DECODE
+    assert letter.error_code == "cdc_not_json"
+    assert "not JSON" in letter.reason
+    assert letter.value == b'{"op": "c", "after": {"id": 1'
+    assert letter.key == key
+    assert index_state(db, worker_group.pipeline, document_id).chunks == ["after\n\nthe poison"]
+
+
+def test_invalid_ingest_documents_are_dead_lettered_and_valid_ones_are_written(
+    worker_group: WorkerGroup,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    chunker: TextChunker,
+    new_id: Callable[[str], str],
+    producer: Any,
+    tail: Callable[[str], TopicTail],
+) -> None:
+    codec = make_event_codec(settings.kafka)
+    topic = settings.topics.ingest
+    dlq = tail(settings.topics.dead_letter)
+    unknown_pipeline = IngestDocument(
+        document_id=new_id("ingest-bad"), event_time=datetime.now(UTC), title="x", pipeline="no-such-pipeline"
+    )
+    good_id = new_id("ingest-good")
+    good = IngestDocument(
+        document_id=good_id, event_time=datetime.now(UTC), title="Ingested", body="via Kafka"
+    )
+    producer.produce(
+        topic, key=unknown_pipeline.message_key(), value=codec.encode(unknown_pipeline, topic=topic)
+    )
+    producer.produce(topic, key=good_id.encode(), value=b"\xc3\x01 definitely not avro")
+    producer.produce(topic, key=good.message_key(), value=codec.encode(good, topic=topic))
+    producer.flush(10)
+
+    wait_until_indexed(db, chunker, worker_group.pipeline, [good_id])
+    assert index_state(db, worker_group.pipeline, good_id).chunks == ["Ingested\n\nvia Kafka"]
+
+    def mine(letter: DeadLetter) -> bool:
+        return letter.topic == topic and letter.key in (unknown_pipeline.message_key(), good_id.encode())
+
+    dlq.collect(
+        lambda _m: len(dead_letters_for(settings, dlq, mine)) >= 2,
+        timeout_s=60,
+        what="two ingest dead letters",
+    )
+    letters = dead_letters_for(settings, dlq, mine)
+    by_key = {letter.key: letter for letter in letters}
+    assert by_key[unknown_pipeline.message_key()].stage is FailureStage.VALIDATE
+    assert "no-such-pipeline" in by_key[unknown_pipeline.message_key()].reason
+    assert by_key[good_id.encode()].stage is FailureStage.DECODE
+
+
+def test_ingest_is_latest_wins_and_deletes(
+    worker_group: WorkerGroup,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    chunker: TextChunker,
+    new_id: Callable[[str], str],
+    producer: Any,
+) -> None:
+    codec = make_event_codec(settings.kafka)
+    topic = settings.topics.ingest
+    document_id = new_id("ingest-order")
+    newer = IngestDocument(document_id=document_id, event_time=datetime(2030, 1, 2, tzinfo=UTC), body="newer")
+    older = IngestDocument(document_id=document_id, event_time=datetime(2030, 1, 1, tzinfo=UTC), body="older")
+    for event in (newer, older):
+        producer.produce(topic, key=event.message_key(), value=codec.encode(event, topic=topic))
+        producer.flush(10)
+    wait_until_indexed(db, chunker, worker_group.pipeline, [document_id])
+    wait_for(
+        lambda: (
+            db.execute("SELECT body FROM public.documents WHERE id = %s", (document_id,)).fetchone()
+            == ("newer",)
+        ),
+        timeout_s=30,
+        what="the newer body",
+    )
+    from tidewire.events import IngestOperation
+
+    delete = IngestDocument(
+        document_id=document_id, event_time=datetime(2030, 1, 3, tzinfo=UTC), operation=IngestOperation.DELETE
+    )
+    producer.produce(topic, key=delete.message_key(), value=codec.encode(delete, topic=topic))
+    producer.flush(10)
+    wait_for(
+        lambda: index_state(db, worker_group.pipeline, document_id).deleted is True,
+        timeout_s=60,
+        what="the ingested delete to reach the index",
+    )
+    assert db.execute("SELECT 1 FROM public.documents WHERE id = %s", (document_id,)).fetchone() is None
+
+
+def test_dlq_list_shows_dead_letters(run_cli: Any, settings: Settings) -> None:
+    result = run_cli("dlq", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert isinstance(listed, list)
+    assert len(listed) == len(list(read_dead_letters(settings)))
+    if listed:
+        shown = run_cli("dlq", "show", listed[0]["id"], "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["id"] == listed[0]["id"]

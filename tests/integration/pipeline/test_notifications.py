@@ -1,0 +1,172 @@
+"""Notifications for every indexed or deleted document, and signed webhook deliveries with retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import psycopg
+import pytest
+
+from models.chunking import TextChunker
+from streams.webhook_signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.integration.pipeline.conftest import (
+    TopicTail,
+    WorkerGroup,
+    wait_for,
+    wait_until_indexed,
+)
+from tidewire.events import DeadLetter, FailureStage, Notification, make_event_codec
+from tidewire.settings import Settings
+
+SECRET = "itest-webhook-secret"
+
+
+def test_every_indexed_and_deleted_document_is_notified(
+    worker_group: WorkerGroup,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    chunker: TextChunker,
+    new_id: Callable[[str], str],
+    tail: Callable[[str], TopicTail],
+) -> None:
+    notifications = tail(settings.topics.notifications)
+    codec = make_event_codec(settings.kafka)
+    ids = [new_id(f"notify-{index}") for index in range(5)]
+    for document_id in ids:
+        db.execute(
+            "INSERT INTO public.documents (id, tenant_id, title, body) VALUES (%s, 'acme', 'N', %s)",
+            (document_id, f"body of {document_id}"),
+        )
+    db.execute("DELETE FROM public.documents WHERE id = %s", (ids[0],))
+
+    def mine(messages: list[Any]) -> list[Notification]:
+        decoded = [codec.decode(m.value(), Notification, topic=notifications.topic) for m in messages]
+        return [n for n in decoded if n.pipeline == worker_group.pipeline and n.document_id in ids]
+
+    notifications.collect(
+        lambda messages: (
+            {(n.document_id, n.event_type.event_name) for n in mine(messages)}
+            >= {*((i, "document.indexed") for i in ids[1:]), (ids[0], "document.deleted")}
+        ),
+        timeout_s=90,
+        what="notifications of 4 indexed and 1 deleted document",
+    )
+    for notification in mine(notifications.messages):
+        assert notification.tenant_id == "acme"
+        assert notification.freshness_ms >= 0
+        assert notification.model == settings.embedding.model_id
+        expected_chunks = 0 if notification.event_type.event_name == "document.deleted" else 1
+        assert notification.chunks == expected_chunks
+    wait_until_indexed(db, chunker, worker_group.pipeline, ids[1:])
+    wait_until_indexed(db, chunker, worker_group.pipeline, ids[:1], present=False)
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver that refuses the first ``failures`` attempts of each delivery."""
+
+    failures: int
+    always_fail_path: str = "/always-fails"
+    attempts: dict[str, int] = field(default_factory=dict)
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    bad_signatures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    state = Receiver(failures=2)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            delivery = self.headers[DELIVERY_HEADER]
+            with state.lock:
+                if not verify(
+                    SECRET, int(self.headers[TIMESTAMP_HEADER]), body, self.headers[SIGNATURE_HEADER]
+                ):
+                    state.bad_signatures.append(delivery)
+                key = f"{self.path}|{delivery}"
+                state.attempts[key] = state.attempts.get(key, 0) + 1
+                refuse = self.path == state.always_fail_path or state.attempts[key] <= state.failures
+                if not refuse:
+                    state.accepted.append(json.loads(body))
+            self.send_response(503 if refuse else 204)
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhooks_are_signed_retried_and_dead_lettered_after_the_last_attempt(
+    worker_group_factory: Callable[..., WorkerGroup],
+    receiver: tuple[Receiver, str],
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    chunker: TextChunker,
+    new_id: Callable[[str], str],
+    tail: Callable[[str], TopicTail],
+) -> None:
+    state, url = receiver
+    group = worker_group_factory(
+        "webhook_attempts = 3\nwebhook_initial_backoff_s = 0.1\nwebhook_max_backoff_s = 0.5\n"
+        f'[[streams.webhooks]]\nurl = "{url}/hooks"\nsecret = "{SECRET}"\n'
+        f'[[streams.webhooks]]\nurl = "{url}{state.always_fail_path}"\nsecret = "{SECRET}"\ntenant = "hooks-fail"\n'
+    )
+    group.start()
+    dlq = tail(settings.topics.dead_letter)
+    delivered_id, failing_id = new_id("hook"), new_id("hook-fail")
+    db.execute(
+        "INSERT INTO public.documents (id, title, body) VALUES (%s, 'Hook', 'delivered')", (delivered_id,)
+    )
+    db.execute(
+        "INSERT INTO public.documents (id, tenant_id, title, body) VALUES (%s, 'hooks-fail', 'Hook', 'refused')",
+        (failing_id,),
+    )
+    wait_until_indexed(db, chunker, group.pipeline, [delivered_id, failing_id])
+
+    def accepted_mine() -> list[dict[str, Any]]:
+        with state.lock:
+            return [
+                d
+                for d in state.accepted
+                if d["pipeline"] == group.pipeline and d["document_id"] == delivered_id
+            ]
+
+    wait_for(accepted_mine, timeout_s=60, what="the webhook delivery")
+    [delivery] = accepted_mine()
+    assert delivery["type"] == "document.indexed" and delivery["chunks"] == 1
+    with state.lock:
+        assert state.bad_signatures == []
+        assert state.attempts[f"/hooks|{delivery['id']}"] == 3  # two refusals, then accepted
+
+    codec = make_event_codec(settings.kafka)
+
+    def failed_deliveries(messages: list[Any]) -> list[DeadLetter]:
+        letters = [codec.decode(m.value(), DeadLetter, topic=dlq.topic) for m in messages]
+        return [
+            letter
+            for letter in letters
+            if letter.stage is FailureStage.DELIVER
+            and letter.key == failing_id.encode()
+            and letter.pipeline == group.pipeline
+        ]
+
+    dlq.collect(lambda messages: bool(failed_deliveries(messages)), timeout_s=60, what="the failed delivery")
+    [letter] = failed_deliveries(dlq.messages)
+    assert letter.destination == f"{url}{state.always_fail_path}"
+    assert letter.attempts == 3
+    assert "503" in letter.reason
+    group.stop_all()
