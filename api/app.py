@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
             buffer_size=api.events_buffer,
             client_queue=api.events_client_queue,
         )
-        hub.add_listener(cache.invalidate_documents)
+        hub.add_listener(cache.invalidate)
         hub.start()
         pepper = api.key_pepper.get_secret_value().encode() if api.key_pepper else None
         app.state.services = Services(

@@ -20,6 +20,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -37,7 +38,8 @@ MAX_EVENT_ID_CHARS = 2_048
 _POSITION_ITEM = re.compile(r"(\d{1,5}):(\d{1,19})")
 
 Positions = dict[int, int]
-InvalidationListener = Callable[[str, list[str]], Awaitable[None]]
+# listener(tenant_id, {document_id: indexed_at}) for every consumed batch of notifications.
+InvalidationListener = Callable[[str, dict[str, datetime]], Awaitable[None]]
 
 
 def encode_event_id(positions: Mapping[int, int]) -> str:
@@ -119,7 +121,7 @@ class NotificationHub:
         return len(self._subscribers)
 
     def add_listener(self, listener: InvalidationListener) -> None:
-        """``listener(tenant_id, document_ids)`` is awaited for every consumed batch of notifications."""
+        """``listener(tenant_id, {document_id: indexed_at})`` is awaited for every consumed batch."""
         self._listeners.append(listener)
 
     def start(self) -> None:
@@ -256,17 +258,20 @@ class NotificationHub:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=1_000)
-            touched: dict[str, set[str]] = {}
+            touched: dict[str, dict[str, datetime]] = {}  # tenant -> document -> latest indexed_at
             for tp, messages in batches.items():
                 for message in messages:
                     notification = self._decode(message.value, tp.partition, message.offset)
                     self.publish(tp.partition, message.offset, notification)
                     if notification is not None:
-                        touched.setdefault(notification.tenant_id, set()).add(notification.document_id)
+                        documents = touched.setdefault(notification.tenant_id, {})
+                        previous = documents.get(notification.document_id)
+                        if previous is None or notification.indexed_at > previous:
+                            documents[notification.document_id] = notification.indexed_at
             for tenant_id, documents in touched.items():
                 for listener in self._listeners:
                     try:
-                        await listener(tenant_id, sorted(documents))
+                        await listener(tenant_id, documents)
                     except Exception:
                         logger.exception("notification listener failed for tenant %s", tenant_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -39,9 +40,13 @@ VALUES (%(answer_id)s, %(tenant)s, %(question)s, %(embedding)s, %(answer)s, %(so
         %(provider)s, %(model)s, %(usage)s)
 """
 
+# Only answers written before the change was indexed: a notification that arrives late (the hub
+# lags the index a little) must not invalidate an answer already built on the new version.
 _INVALIDATE_SQL = """
-UPDATE tidewire_answers SET invalidated_at = now()
-WHERE tenant_id = %(tenant)s AND invalidated_at IS NULL AND source_documents && %(documents)s
+UPDATE tidewire_answers AS a SET invalidated_at = now()
+FROM unnest(%(documents)s::text[], %(indexed_at)s::timestamptz[]) AS n(document_id, indexed_at)
+WHERE a.tenant_id = %(tenant)s AND a.invalidated_at IS NULL
+  AND n.document_id = ANY (a.source_documents) AND a.created_at < n.indexed_at
 """
 
 
@@ -117,14 +122,16 @@ class SemanticCache:
     async def _insert(connection: TenantConnection, parameters: dict[str, Any]) -> None:
         await connection.execute(_INSERT_SQL, parameters)
 
-    async def invalidate(self, tenant_id: str, document_ids: list[str]) -> int:
-        """Invalidate the tenant's cached answers built on any of ``document_ids``; how many."""
+    async def invalidate(self, tenant_id: str, changes: dict[str, datetime]) -> int:
+        """Invalidate the tenant's cached answers built on a document before it changed
+        (``changes``: document id → when the change was indexed); returns how many."""
+        if not changes:
+            return 0
+        parameters = {
+            "tenant": tenant_id,
+            "documents": list(changes),
+            "indexed_at": list(changes.values()),
+        }
         async with self._database.transaction(tenant_id) as connection:
-            cursor = await connection.execute(
-                _INVALIDATE_SQL, {"tenant": tenant_id, "documents": document_ids}
-            )
+            cursor = await connection.execute(_INVALIDATE_SQL, parameters)
             return cursor.rowcount
-
-    async def invalidate_documents(self, tenant_id: str, document_ids: list[str]) -> None:
-        """Notification listener: a document was indexed again or deleted."""
-        await self.invalidate(tenant_id, document_ids)

@@ -179,3 +179,31 @@ def test_all_providers_failing_ends_with_an_error_event(
         events = chat(url, corpus_tenants[0], "Who is my shepherd?")
     assert [event.event for event in events] == ["sources", "error"]
     assert events[-1].json()["code"] == "no_provider" and events[-1].id
+
+
+def test_deleting_a_source_document_invalidates_its_cached_answers(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    tenant = tenant_factory("cache-del")
+    document_id = tenant.doc("light")
+    documents.wait_indexed(
+        document_id,
+        documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
+    )
+    first = chat(api_url, tenant, "What did God say about light?")
+    answer_id = first[-1].json()["answer_id"]
+    assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is True
+    documents.query("DELETE FROM public.documents WHERE id = %s", (document_id,))
+    wait_for(
+        lambda: bool(
+            documents.query(
+                "SELECT 1 FROM tidewire_answers WHERE answer_id = %s AND invalidated_at IS NOT NULL",
+                (answer_id,),
+            )
+        ),
+        timeout_s=240,
+        what="document.deleted to invalidate the cached answer",
+    )
+    after = chat(api_url, tenant, "What did God say about light?")
+    assert after[-1].json()["cached"] is False
+    assert after[0].json()["sources"] == []
