@@ -47,7 +47,11 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
         pool = make_pool(settings.postgres, max_size=api.database_pool_size)
         await pool.open(wait=False)
         database = TenantDatabase(pool)
-        query_embedder = QueryEmbedder(embedder or load_embedder(settings), cache_size=api.query_cache_size)
+        query_embedder = QueryEmbedder(
+            embedder or load_embedder(settings),
+            cache_size=api.query_cache_size,
+            on_lookup=lambda hit: metrics.query_cache.labels("hit" if hit else "miss").inc(),
+        )
         search_service = SearchService(database, api)
         cache = SemanticCache(database, max_distance=api.semantic_cache_distance, enabled=api.semantic_cache)
         chain = build_chain(api.chat_providers)

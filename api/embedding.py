@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -31,14 +32,15 @@ class TextEmbedder(Protocol):
 class QueryEmbedder:
     """Embeds query texts: LRU-cached, batched across concurrent callers, off the event loop."""
 
-    def __init__(self, embedder: TextEmbedder, *, cache_size: int) -> None:
+    def __init__(
+        self, embedder: TextEmbedder, *, cache_size: int, on_lookup: Callable[[bool], None] | None = None
+    ) -> None:
         self.embedder = embedder
         self._cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         self._worker: asyncio.Task[None] | None = None
-        self.cache_hits = 0
-        self.cache_misses = 0
+        self._on_lookup = on_lookup or (lambda hit: None)
 
     @property
     def model_id(self) -> str:
@@ -49,9 +51,9 @@ class QueryEmbedder:
         cached = self._cache.get(text)
         if cached is not None:
             self._cache.move_to_end(text)
-            self.cache_hits += 1
+            self._on_lookup(True)
             return cached
-        self.cache_misses += 1
+        self._on_lookup(False)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append((text, future))
         if self._worker is None or self._worker.done():

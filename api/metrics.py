@@ -14,6 +14,7 @@ class ApiMetrics:
     latency: Histogram
     chat_answers: Counter
     sse_clients: Gauge
+    query_cache: Counter
 
     @classmethod
     def create(cls) -> ApiMetrics:
@@ -38,5 +39,11 @@ class ApiMetrics:
             ),
             sse_clients=Gauge(
                 "tidewire_api_sse_clients", "Connected SSE clients", ["stream"], registry=registry
+            ),
+            query_cache=Counter(
+                "tidewire_api_query_embedding_cache",
+                "Query embeddings by cache result (hit, miss)",
+                ["result"],
+                registry=registry,
             ),
         )

@@ -130,4 +130,6 @@ def test_readyz_and_metrics(
     ready = httpx.get(f"{api_url}/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"postgres": "ok", "kafka": "ok", "model": "ok"}
-    assert 'tidewire_api_requests_total{route="/v1/search"' in httpx.get(f"{api_url}/metrics").text
+    metrics = httpx.get(f"{api_url}/metrics").text
+    assert 'tidewire_api_requests_total{route="/v1/search"' in metrics
+    assert 'tidewire_api_query_embedding_cache_total{result="miss"}' in metrics
