@@ -28,6 +28,14 @@ def test_starts_detached_becomes_ready_and_refuses_a_taken_port(
         service.wait_ready(record)
         assert requests.get(f"{service.url}/healthz", timeout=5).json()["status"] == "ok"
         assert registry.get("api") is not None
+        # `tidewire serve` lets even a 1 MB header reach the app, which answers a clean 401.
+        huge = requests.get(
+            f"{service.url}/v1/search",
+            params={"q": "x"},
+            headers={"Authorization": "Bearer " + "k" * 1_000_000},
+            timeout=30,
+        )
+        assert huge.status_code == 401 and huge.json()["error"]["code"] == "unauthorized"
         with pytest.raises(ServiceError, match="in use"):
             service.start()
     finally:
