@@ -3,7 +3,8 @@ read-your-writes waits.
 
 Vector mode orders by pgvector's cosine distance ``<=>`` with the HNSW index, with iterative
 index scans on, so a tenant filter or a metadata filter that rejects most candidates still
-yields ``k`` rows. Hybrid mode adds Postgres full-text ranking and fuses the two rankings by
+yields ``k`` rows; when the scan stops short (``hnsw.max_scan_tuples``) — a small tenant in a big
+table — an exact scan of the tenant's matching rows takes over. Hybrid mode adds Postgres full-text ranking and fuses the two rankings by
 reciprocal rank (RRF, k = 60).
 """
 
@@ -32,6 +33,16 @@ SELECT document_id, chunk_index, chunk_text, metadata, 1 - (embedding <=> %(embe
 FROM tidewire_chunks
 WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
 ORDER BY embedding <=> %(embedding)s
+LIMIT %(limit)s
+"""
+
+# The same ranking without the HNSW index: `+ 0` makes the ORDER BY expression one the index cannot
+# serve, so the planner reads the tenant's rows through its btree index and sorts them exactly.
+_EXACT_SQL = """
+SELECT document_id, chunk_index, chunk_text, metadata, 1 - (embedding <=> %(embedding)s) AS score
+FROM tidewire_chunks
+WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
+ORDER BY (embedding <=> %(embedding)s) + 0
 LIMIT %(limit)s
 """
 
@@ -104,6 +115,11 @@ class SearchService:
         }
         async with self._database.transaction(tenant_id, self._index_settings()) as connection:
             vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
+            if len(vector_rows) < parameters["limit"]:
+                # The index scan gave up before finding enough of this tenant's rows (a small tenant
+                # or a selective filter in a big table: past hnsw.max_scan_tuples). Such a result
+                # set is small, so an exact scan of it is cheap, and it returns every row there is.
+                vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
             if mode == "vector":
                 return best_hits(vector_rows, k)
             text_rows = await (await connection.execute(_TEXT_SQL, parameters)).fetchall()

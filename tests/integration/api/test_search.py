@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.integration.api.conftest import Documents, Tenant
+from tests.integration.api.conftest import CORPUS, ApiFactory, Documents, Tenant
 
 
 def search(url: str, tenant: Tenant, **params: object) -> httpx.Response:
@@ -133,3 +133,18 @@ def test_readyz_and_metrics(
     metrics = httpx.get(f"{api_url}/metrics").text
     assert 'tidewire_api_requests_total{route="/v1/search"' in metrics
     assert 'tidewire_api_query_embedding_cache_total{result="miss"}' in metrics
+
+
+def test_a_small_tenant_gets_k_rows_even_when_the_index_scan_gives_up(
+    api_factory: ApiFactory, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, _ = corpus_tenants
+    # An index scan allowed to look at almost nothing finds few of this tenant's rows among everyone
+    # else's; the exact fallback must still answer with all k, in order.
+    with api_factory(hnsw_ef_search=1, hnsw_max_scan_tuples=1) as url:
+        hits = search(url, alpha, q="Who created the heaven and the earth?", k=5).json()["hits"]
+    assert len(hits) == 5 and {hit["document_id"] for hit in hits} <= {alpha.doc(slug) for slug in CORPUS} | {
+        alpha.doc("fresh")
+    }
+    assert hits[0]["document_id"] == alpha.doc("creation")
+    assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
