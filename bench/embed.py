@@ -49,53 +49,68 @@ class EmbedBenchConfig:
     """What one benchmark run measures."""
 
     verses: int = 2000
-    paragraphs: int = 200
+    paragraphs: int = 100
     rounds: int = 3
-    naive_texts: int = 500
+    naive_texts: int = 300
     variants: tuple[Variant, ...] = ("fp32", "int8")
     sentence_transformers: bool = True
+    slices: int = 4
     memory_batches: int = 300
     memory_max_rows: int | None = None
 
     @classmethod
     def quick(cls) -> EmbedBenchConfig:
         """A smoke run of a few seconds (unit tests, CI)."""
-        return cls(verses=32, paragraphs=2, rounds=1, naive_texts=4, memory_batches=3, memory_max_rows=4)
+        return cls(
+            verses=32, paragraphs=2, rounds=1, slices=1, naive_texts=4, memory_batches=3, memory_max_rows=4
+        )
 
 
 @dataclass
 class Measurement:
-    """One configuration on one data set: per-round wall times."""
+    """One configuration on one data set, timed slice by slice over several rounds."""
 
     dataset: str
     engine: str
     variant: str
     provider: str
     mode: str
-    texts: int
+    texts: list[str]
     tokens: int
-    round_seconds: list[float] = field(default_factory=list)
-    round_tokenize_seconds: list[float] = field(default_factory=list)
+    # seconds[slice][round]; tokenize_seconds likewise, for the rows that tokenize separately
+    seconds: list[list[float]] = field(default_factory=list)
+    tokenize_seconds: list[list[float]] = field(default_factory=list)
 
     @property
-    def seconds(self) -> float:
-        return statistics.median(self.round_seconds)
+    def best_seconds(self) -> float:
+        """Sum over slices of each slice's fastest round: the run least disturbed by other load."""
+        return sum(min(rounds) for rounds in self.seconds)
+
+    @property
+    def median_seconds(self) -> float:
+        rounds = len(self.seconds[0])
+        return statistics.median(
+            sum(per_slice[index] for per_slice in self.seconds) for index in range(rounds)
+        )
 
     @property
     def sentences_per_s(self) -> float:
-        return self.texts / self.seconds
+        return len(self.texts) / self.best_seconds
+
+    @property
+    def median_sentences_per_s(self) -> float:
+        return len(self.texts) / self.median_seconds
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds
+        return self.tokens / self.best_seconds
 
     @property
     def tokenize_share(self) -> float | None:
-        if not self.round_tokenize_seconds:
+        if not self.tokenize_seconds:
             return None
-        return statistics.median(
-            t / s for t, s in zip(self.round_tokenize_seconds, self.round_seconds, strict=True)
-        )
+        tokenizing = sum(value for per_slice in self.tokenize_seconds for value in per_slice)
+        return tokenizing / sum(value for per_slice in self.seconds for value in per_slice)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -104,13 +119,15 @@ class Measurement:
             "variant": self.variant,
             "provider": self.provider,
             "mode": self.mode,
-            "texts": self.texts,
+            "texts": len(self.texts),
             "tokens": self.tokens,
-            "median_seconds": round(self.seconds, 4),
-            "round_seconds": [round(value, 4) for value in self.round_seconds],
+            "best_seconds": round(self.best_seconds, 4),
+            "median_seconds": round(self.median_seconds, 4),
             "sentences_per_s": round(self.sentences_per_s, 1),
+            "median_sentences_per_s": round(self.median_sentences_per_s, 1),
             "tokens_per_s": round(self.tokens_per_s, 0),
             "tokenize_share": None if self.tokenize_share is None else round(self.tokenize_share, 3),
+            "slice_round_seconds": [[round(value, 4) for value in rounds] for rounds in self.seconds],
         }
 
 
@@ -201,73 +218,73 @@ def run_embed_benchmark(
         notes.append("GPU: not yet measured (no CUDA GPU / onnxruntime-gpu available in this run)")
     tokenizer = next(iter(embedders.values())).tokenizer
     datasets = {"verses": verses, "paragraphs": build_paragraphs(verses, tokenizer, config.paragraphs)}
-    token_counts = {
-        name: sum(len(ids) for ids in tokenizer.encode_batch(texts)) for name, texts in datasets.items()
-    }
 
-    # 2. Configurations, each a zero-argument callable returning (total, tokenize) seconds.
-    runners: list[tuple[Measurement, Callable[[], tuple[float, float | None]]]] = []
-    for dataset, texts in datasets.items():
-        for (variant, provider), embedder in embedders.items():
-            runners.append(
-                (
-                    Measurement(
-                        dataset, "tidewire", variant, provider, "batched", len(texts), token_counts[dataset]
-                    ),
-                    _batched_runner(embedder, texts),
-                )
-            )
-        for variant in config.variants:
-            naive_texts = texts[: config.naive_texts]
-            runners.append(
-                (
-                    Measurement(
-                        dataset,
-                        "tidewire",
-                        variant,
-                        "cpu",
-                        "naive",
-                        len(naive_texts),
-                        sum(len(ids) for ids in tokenizer.encode_batch(naive_texts)),
-                    ),
-                    _naive_runner(embedders[(variant, "cpu")], naive_texts),
-                )
-            )
+    # 2. Configurations: a measurement and a function timing one slice of its texts.
+    runners: list[tuple[Measurement, SliceRunner]] = []
+
+    def add(
+        dataset: str,
+        engine: str,
+        variant: str,
+        provider: str,
+        mode: str,
+        texts: list[str],
+        runner: SliceRunner,
+    ) -> None:
+        tokens = sum(len(ids) for ids in tokenizer.encode_batch(texts))
+        runners.append((Measurement(dataset, engine, variant, provider, mode, texts, tokens), runner))
+
     sentence_transformers = _load_sentence_transformers() if config.sentence_transformers else None
-    if sentence_transformers is not None:
-        for dataset, texts in datasets.items():
-            runners.append(
-                (
-                    Measurement(
-                        dataset,
-                        "sentence-transformers",
-                        "fp32",
-                        "cpu",
-                        "batched",
-                        len(texts),
-                        token_counts[dataset],
-                    ),
-                    _sentence_transformers_runner(sentence_transformers, texts),
-                )
-            )
-    elif config.sentence_transformers:
+    if sentence_transformers is None and config.sentence_transformers:
         notes.append(
             "sentence-transformers: not importable here, no comparison row (pip install sentence-transformers)"
         )
+    for dataset, texts in datasets.items():
+        for (variant, provider), embedder in embedders.items():
+            add(dataset, "tidewire", variant, provider, "batched", texts, _batched_runner(embedder))
+        for variant in config.variants:
+            add(
+                dataset,
+                "tidewire",
+                variant,
+                "cpu",
+                "naive",
+                texts[: config.naive_texts],
+                _naive_runner(embedders[(variant, "cpu")]),
+            )
+        if sentence_transformers is not None:
+            add(
+                dataset,
+                "sentence-transformers",
+                "fp32",
+                "cpu",
+                "batched",
+                texts,
+                _sentence_transformers_runner(sentence_transformers),
+            )
 
+    # 3. Warm-up on the first slice, then rounds interleaved slice by slice: a burst of load from
+    # other processes then hits every configuration alike, and each slice keeps its best round.
     for measurement, runner in runners:
         progress(f"warm-up {_label(measurement)}")
-        runner()
-
-    # 3. Interleaved rounds
+        runner(_slices(measurement.texts, config.slices)[0])
+        measurement.seconds = [[] for _ in _slices(measurement.texts, config.slices)]
+        measurement.tokenize_seconds = [[] for _ in measurement.seconds]
     for round_index in range(config.rounds):
-        for measurement, runner in runners:
-            progress(f"round {round_index + 1}/{config.rounds} {_label(measurement)}")
-            gc.collect()
-            total, tokenize = runner()
-            measurement.round_seconds.append(total)
-            if tokenize is not None:
-                measurement.round_tokenize_seconds.append(tokenize)
+        for slice_index in range(config.slices):
+            progress(f"round {round_index + 1}/{config.rounds}, slice {slice_index + 1}/{config.slices}")
+            for measurement, runner in runners:
+                slices = _slices(measurement.texts, config.slices)
+                if slice_index >= len(slices):
+                    continue
+                gc.collect()
+                total, tokenize = runner(slices[slice_index])
+                measurement.seconds[slice_index].append(total)
+                if tokenize is not None:
+                    measurement.tokenize_seconds[slice_index].append(tokenize)
+    for measurement, _ in runners:
+        if not any(measurement.tokenize_seconds):
+            measurement.tokenize_seconds = []
 
     # 4. Ratios and memory
     measurements = [measurement for measurement, _ in runners]
@@ -292,8 +309,16 @@ def _label(measurement: Measurement) -> str:
     return f"{measurement.dataset} {measurement.engine} {measurement.variant} {measurement.provider} {measurement.mode}"
 
 
-def _batched_runner(embedder: Embedder, texts: Sequence[str]) -> Callable[[], tuple[float, float | None]]:
-    def run() -> tuple[float, float | None]:
+SliceRunner = Callable[[Sequence[str]], tuple[float, float | None]]
+
+
+def _slices(texts: Sequence[str], count: int) -> list[Sequence[str]]:
+    size = -(-len(texts) // count)
+    return [texts[start : start + size] for start in range(0, len(texts), size)]
+
+
+def _batched_runner(embedder: Embedder) -> SliceRunner:
+    def run(texts: Sequence[str]) -> tuple[float, float | None]:
         started = time.perf_counter()
         token_ids = embedder.tokenizer.encode_batch(texts)
         tokenized = time.perf_counter()
@@ -304,8 +329,8 @@ def _batched_runner(embedder: Embedder, texts: Sequence[str]) -> Callable[[], tu
     return run
 
 
-def _naive_runner(embedder: Embedder, texts: Sequence[str]) -> Callable[[], tuple[float, float | None]]:
-    def run() -> tuple[float, float | None]:
+def _naive_runner(embedder: Embedder) -> SliceRunner:
+    def run(texts: Sequence[str]) -> tuple[float, float | None]:
         started = time.perf_counter()
         for text in texts:
             embedder.embed([text])
@@ -328,10 +353,8 @@ def _load_sentence_transformers() -> Any | None:
     return model
 
 
-def _sentence_transformers_runner(
-    model: Any, texts: Sequence[str]
-) -> Callable[[], tuple[float, float | None]]:
-    def run() -> tuple[float, float | None]:
+def _sentence_transformers_runner(model: Any) -> SliceRunner:
+    def run(texts: Sequence[str]) -> tuple[float, float | None]:
         started = time.perf_counter()
         model.encode(list(texts), batch_size=SENTENCE_TRANSFORMERS_BATCH, normalize_embeddings=True)
         return time.perf_counter() - started, None
@@ -461,12 +484,14 @@ def render_table(report: EmbedBenchReport) -> Any:
         "provider",
         "mode",
         "texts",
-        "sentences/s",
-        "tokens/s",
+        "sentences/s (best)",
+        "sentences/s (median)",
+        "tokens/s (best)",
         "tokenize",
     ):
         table.add_column(
-            column, justify="right" if column in {"texts", "sentences/s", "tokens/s", "tokenize"} else "left"
+            column,
+            justify="left" if column in {"data set", "engine", "variant", "provider", "mode"} else "right",
         )
     for measurement in report.measurements:
         share = measurement.tokenize_share
@@ -476,8 +501,9 @@ def render_table(report: EmbedBenchReport) -> Any:
             measurement.variant,
             measurement.provider,
             measurement.mode,
-            str(measurement.texts),
+            str(len(measurement.texts)),
             f"{measurement.sentences_per_s:,.1f}",
+            f"{measurement.median_sentences_per_s:,.1f}",
             f"{measurement.tokens_per_s:,.0f}",
             "" if share is None else f"{share:.1%}",
         )

@@ -44,6 +44,7 @@ class EmbeddingBatcher:
         self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidewire-embed")
         self._tokenization = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidewire-tokenize")
         self._worker: asyncio.Task[None] | None = None
+        self._in_flight: list[_Request] = []
         self.batches_run = 0
 
     async def __aenter__(self) -> EmbeddingBatcher:
@@ -64,17 +65,21 @@ class EmbeddingBatcher:
 
     async def close(self) -> None:
         """Stop collecting, fail requests still queued, and release the threads."""
+        stranded = list(self._in_flight)  # read before cancelling: the worker clears it on exit
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
         while not self._queue.empty():
-            request = self._queue.get_nowait()
+            stranded.append(self._queue.get_nowait())
+        for request in stranded:
             if not request.future.done():
                 request.future.set_exception(EmbeddingError("the embedding batcher was closed"))
-        self._inference.shutdown(wait=True)
-        self._tokenization.shutdown(wait=True)
+        self._in_flight = []
+        # Waiting for a running batch to finish must not block the event loop.
+        await asyncio.to_thread(self._inference.shutdown, True)
+        await asyncio.to_thread(self._tokenization.shutdown, True)
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of ``texts`` (float32, ``[len(texts), dim]``), batched with other callers' texts."""
@@ -100,6 +105,7 @@ class EmbeddingBatcher:
             if not live:
                 continue
             rows = [ids for request in live for ids in request.token_ids]
+            self._in_flight = live
             try:
                 embeddings = await loop.run_in_executor(self._inference, self._embedder.embed_token_ids, rows)
             except Exception as error:
@@ -107,6 +113,8 @@ class EmbeddingBatcher:
                     if not request.future.done():
                         request.future.set_exception(error)
                 continue
+            finally:
+                self._in_flight = []
             self.batches_run += 1
             offset = 0
             for request in live:

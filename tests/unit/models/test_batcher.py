@@ -83,3 +83,18 @@ def test_a_cancelled_caller_does_not_disturb_the_others(fp32_embedder: Embedder)
 
     result = asyncio.run(scenario())
     assert cosine(result, fp32_embedder.embed(["keep me"])).min() >= 0.9999
+
+
+def test_closing_fails_waiting_callers_instead_of_hanging(
+    fp32_embedder: Embedder, reference: Reference
+) -> None:
+    async def scenario() -> list[object]:
+        batcher = EmbeddingBatcher(fp32_embedder, max_rows=4, max_tokens=16_384, max_wait_ms=1)
+        batcher.start()
+        callers = [asyncio.create_task(batcher.embed(reference.texts)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        await batcher.close()
+        return await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), timeout=30)
+
+    outcomes = asyncio.run(scenario())
+    assert any(isinstance(outcome, EmbeddingError) for outcome in outcomes)
