@@ -21,8 +21,17 @@ from tidewire.errors import ConfigurationError
     default=None,
     help="Prometheus /metrics port (default: streams.metrics_port; 0: off). Each copy needs its own.",
 )
+@click.option(
+    "--stack",
+    "stack_dir",
+    default=None,
+    hidden=True,
+    help="State directory of the local stack that started this worker (marks it for `tidewire down`).",
+)
 @pass_cli_context
-def worker(context: CliContext, web_port: int | None, metrics_port: int | None) -> None:
+def worker(
+    context: CliContext, web_port: int | None, metrics_port: int | None, stack_dir: str | None
+) -> None:
     """Run a stream worker (embed, ingest and webhooks agents) in the streams consumer group."""
     from streams.worker import run_worker
 

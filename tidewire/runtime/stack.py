@@ -124,6 +124,12 @@ class LocalStack:
     # -- stream workers (tidewire/runtime/worker.py) ----------------------------------------
     def _start_workers(self, report: StartReport, progress: ProgressCallback, started_now: list[str]) -> None:
         running = {name for name, state in self.worker_states().items() if state != STOPPED}
+        ports: dict[str, tuple[str, int]] = {}
+        for name in set(self.workers.names()) - running:
+            web, metrics = self.workers.ports(name)
+            ports.update({f"{name} streams.web_port": ("127.0.0.1", web)} if web else {})
+            ports.update({f"{name} streams.metrics_port": ("127.0.0.1", metrics)} if metrics else {})
+        require_free_ports(ports)
         for name in self.workers.names():
             self._step(
                 name, running, report, progress, started_now,
@@ -201,7 +207,11 @@ class LocalStack:
 
     def _stray_processes(self) -> list[psutil.Process]:
         """Processes tagged with this state directory (JVMs) or serving its Postgres data."""
-        markers = (f"-Dtidewire.state={self.paths.root}", str(self.paths.postgres_data))
+        markers = (
+            f"-Dtidewire.state={self.paths.root}",
+            str(self.paths.postgres_data),
+            f"--stack {self.paths.root}",  # stream workers (tidewire/runtime/worker.py)
+        )
         strays = []
         for process in psutil.process_iter(["cmdline"]):
             command_line = " ".join(process.info.get("cmdline") or [])

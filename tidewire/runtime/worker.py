@@ -45,7 +45,13 @@ class StreamWorkers:
 
     def start(self, name: str) -> ProcessRecord:
         web, metrics = self.ports(name)
-        command = [*WORKER_COMMAND, "--web-port", str(web or 0), "--metrics-port", str(metrics or 0)]
+        command = [
+            *WORKER_COMMAND,
+            "--web-port", str(web or 0),
+            "--metrics-port", str(metrics or 0),
+            # Marks the process as this stack's, so `down` finds it even without its pid record.
+            "--stack", str(self.paths.root),
+        ]  # fmt: skip
         return start_detached(
             name, command, log_file=self.paths.log_file(name), registry=self.registry, working_dir=Path.cwd()
         )

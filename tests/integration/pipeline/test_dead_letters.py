@@ -168,3 +168,45 @@ def test_dlq_list_shows_dead_letters(run_cli: Any, settings: Settings) -> None:
         shown = run_cli("dlq", "show", listed[0]["id"], "--json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["id"] == listed[0]["id"]
+
+
+def test_dlq_replay_produces_the_original_message_to_its_original_topic(
+    run_cli: Any, settings: Settings, producer: Any, tail: Callable[[str], TopicTail]
+) -> None:
+    import uuid
+
+    from streams.topics import ensure_topics
+
+    original_topic = f"itest-redrive-{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings, [original_topic])
+    letter = DeadLetter(
+        topic=original_topic,
+        partition=0,
+        offset=7,
+        key=b"redrive-key",
+        value=b"the original bytes",
+        stage=FailureStage.VALIDATE,
+        error_code="itest",
+        reason="made by a test",
+        failed_at=datetime.now(UTC),
+    )
+    codec = make_event_codec(settings.kafka)
+    producer.produce(
+        settings.topics.dead_letter, key=letter.key, value=codec.encode(letter, topic="tidewire.dlq")
+    )
+    producer.flush(10)
+    target = tail(original_topic)
+
+    listed = json.loads(run_cli("dlq", "list", "--json").stdout)
+    [entry] = [item for item in listed if item["topic"] == original_topic]
+    assert (entry["stage"], entry["reason"]) == ("validate", "made by a test")
+    result = run_cli("dlq", "replay", entry["id"], "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"redriven": 1, "ids": [entry["id"]]}
+    [message] = target.collect(
+        lambda messages: len(messages) >= 1, timeout_s=30, what="the re-driven message"
+    )
+    assert (message.key(), message.value()) == (b"redrive-key", b"the original bytes")
+
+    unknown = run_cli("dlq", "show", "99:99999999")
+    assert unknown.returncode != 0 and unknown.stderr.count("\n") == 1 and "no dead letter" in unknown.stderr

@@ -26,6 +26,8 @@ PORTS = {
     "TIDEWIRE_KAFKA__PORT": 19192,
     "TIDEWIRE_KAFKA__CONTROLLER_PORT": 19193,
     "TIDEWIRE_CONNECT__PORT": 18183,
+    "TIDEWIRE_STREAMS__WEB_PORT": 16166,
+    "TIDEWIRE_STREAMS__METRICS_PORT": 19566,
 }
 
 
@@ -75,9 +77,12 @@ def test_up_starts_every_service(isolated: dict[str, str], run_cli: CliRunner) -
         "postgres": "running",
         "kafka": "running",
         "connect": "running",
+        "worker-0": "running",
     }
     logs = Path(isolated["TIDEWIRE_STATE_DIR"]) / "logs"
-    assert {"postgres.log", "kafka.log", "connect.log"} <= {path.name for path in logs.iterdir()}
+    assert {"postgres.log", "kafka.log", "connect.log", "worker-0.log"} <= {
+        path.name for path in logs.iterdir()
+    }
 
 
 def test_migrations_are_reversible(isolated: dict[str, str], run_cli: CliRunner) -> None:
