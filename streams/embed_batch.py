@@ -21,11 +21,12 @@ from streams.debezium_decoding import ChangeEvent, RowUpsert, decode_change
 from streams.document_text import build_text, carries_placeholder, metadata_of, tenant_of, text_hash
 from streams.embedding import Embedding
 from streams.errors import PoisonEventError
-from streams.messages import RawMessage
+from streams.messages import MessageRef, RawMessage
 from streams.metrics import StreamMetrics
 from streams.notifications import NotificationPublisher, notifications_for
 from streams.retry import RetryPolicy, retrying
-from tidewire.events import Notification
+from tidewire.errors import InvalidVectorWriteError
+from tidewire.events import FailureStage, Notification
 from tidewire.pipeline_spec import PipelineSpec
 from tidewire.source_rows import fetch_source_rows
 from tidewire.vector_store import (
@@ -82,6 +83,7 @@ class EmbedBatchProcessor:
        updates that carried the unchanged-TOAST placeholder), chunk the changed texts, embed
        every chunk of the batch in one request to the shared batcher, write everything with one
        ``write_batch``, then apply truncates.
+       A write the store refuses as invalid is isolated by halving and dead-lettered (stage WRITE).
     4. Produce the dead letters (retried).
     5. Produce the notifications of the writes that changed the index (retried).
 
@@ -215,7 +217,8 @@ class EmbedBatchProcessor:
             )
             for delete in plan.deletes
         )
-        outcomes = await self._store.write_batch(writes) if writes else []
+        refs = [document.change.ref for document in documents] + [delete.ref for delete in plan.deletes]
+        outcomes = await self._write_isolating(writes, refs, messages, attempt_rejections)
         truncated = 0
         for truncate in plan.truncates:
             truncated += await self._store.truncate(truncate.pipeline, truncate.position)
@@ -225,6 +228,38 @@ class EmbedBatchProcessor:
         result.unchanged_by_pipeline = unchanged
         result.truncated_documents = truncated
         result.rejections.extend(attempt_rejections)
+
+    async def _write_isolating(
+        self,
+        writes: Sequence[DocumentUpsert | DocumentDelete],
+        refs: Sequence[MessageRef],
+        messages: dict[Any, RawMessage],
+        rejections: list[Rejection],
+    ) -> list[WriteOutcome]:
+        """``write_batch``; when the store refuses a write as invalid (say, a non-finite embedding),
+        find it by halving the batch, dead-letter its message (stage WRITE) and write the rest.
+
+        Only :class:`InvalidVectorWriteError` is isolated: it names one write's data. Any other
+        failure (database down, tables missing) concerns the whole batch and is retried.
+        """
+        if not writes:
+            return []
+        try:
+            return await self._store.write_batch(writes)
+        except InvalidVectorWriteError as error:
+            if len(writes) == 1:
+                rejections.append(
+                    Rejection(
+                        message=messages[refs[0]],
+                        error=error,
+                        stage=FailureStage.WRITE,
+                        pipeline=writes[0].pipeline,
+                    )
+                )
+                return []
+        middle = len(writes) // 2
+        first = await self._write_isolating(writes[:middle], refs[:middle], messages, rejections)
+        return first + await self._write_isolating(writes[middle:], refs[middle:], messages, rejections)
 
     def _tenant_hints(self, changes: Sequence[ChangeEvent]) -> dict[tuple[str, str], str]:
         """Tenants of the documents upserted in this batch: a delete event carries only the key,

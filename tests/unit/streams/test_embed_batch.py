@@ -18,7 +18,7 @@ from streams.messages import MessageRef, RawMessage
 from streams.metrics import StreamMetrics
 from streams.notifications import NotificationPublisher
 from streams.retry import RetryPolicy
-from tidewire.errors import VectorStoreUnavailableError
+from tidewire.errors import InvalidVectorWriteError, VectorStoreUnavailableError
 from tidewire.events import DeadLetter, FailureStage, Notification, SingleObjectCodec, default_catalog
 from tidewire.pipeline_spec import ChunkingSpec, PipelineSpec
 from tidewire.vector_store import (
@@ -43,6 +43,8 @@ class FakeStore:
         return {key: self.stored[key] for key in keys if key in self.stored}
 
     async def write_batch(self, writes: Sequence[DocumentUpsert | DocumentDelete]) -> list[WriteOutcome]:
+        if any(write.document_id == "refused" for write in writes):
+            raise InvalidVectorWriteError("document 'refused': embedding has non-finite values")
         if self.failures:
             self.failures -= 1
             raise VectorStoreUnavailableError("postgres is away", retry_after_s=0)
@@ -205,3 +207,15 @@ def test_a_delete_after_its_insert_in_one_batch_keeps_the_tenant_and_an_unknown_
     assert [(n.document_id, n.tenant_id, n.event_type.event_name) for n in notifications] == [
         ("a", "acme", "document.deleted")
     ]
+
+
+def test_a_write_the_store_refuses_is_isolated_and_dead_lettered_and_the_rest_is_written() -> None:
+    store, engine, publisher = FakeStore(), FakeEngine(), FakePublisher()
+    messages = [cdc(index, "c", name) for index, name in enumerate(["a", "b", "refused", "c", "d"])]
+    result = asyncio.run(processor(store, engine, publisher).process(messages))
+    written = {write.document_id for batch in store.batches for write in batch}
+    assert written == {"a", "b", "c", "d"}
+    letters = [CODEC.decode(v, DeadLetter, topic="d") for _, v in publisher.records["tidewire.dlq"]]
+    assert [(letter.offset, letter.stage) for letter in letters] == [(2, FailureStage.WRITE)]
+    assert "non-finite" in letters[0].reason
+    assert {outcome.document_id for outcome in result.outcomes} == {"a", "b", "c", "d"}
