@@ -2,7 +2,7 @@
 
 1. Write every verse into `documents` (batched inserts, tenant `default`, title `Book C:V`).
 2. Follow the pipeline with a progress bar until every verse has its vectors.
-3. Show a semantic search over what was just indexed.
+3. Create a demo API key, search what was just indexed through the read API, print requests to try.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 
 import psycopg
+import requests
 from psycopg import errors as pg_errors
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -85,21 +86,46 @@ def run_demo(settings: Settings, console: Console) -> None:
             return
     if not finished:
         console.print("[yellow]indexing has not finished; `tidewire lag` and the worker log tell why[/]")
-    show_search_example(settings, console)
+    api_key = create_demo_key(settings)
+    show_search_example(settings, api_key, console)
+    show_api_examples(settings, api_key, console)
 
 
-def show_search_example(settings: Settings, console: Console) -> None:
-    """A semantic search straight against pgvector, the way the read API runs it."""
-    from models.embedder import Embedder
+def show_search_example(settings: Settings, api_key: str, console: Console) -> None:
+    """A semantic search through the read API, as a client would make it."""
+    response = requests.get(
+        f"{settings.api.url}/v1/search",
+        params={"q": DEMO_QUERY, "k": 5},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+    )
+    if response.status_code != 200:
+        console.print(f"[yellow]search answered HTTP {response.status_code}: {response.text[:200]}[/]")
+        return
+    console.print(f"\nGET /v1/search?q={DEMO_QUERY} (took {response.json()['took_ms']} ms):")
+    for hit in response.json()["hits"]:
+        console.print(f"  {hit['score']:.3f}  {hit['document_id']:<16} {hit['text'][:90]!r}")
 
-    embedder = Embedder.from_settings(settings.embedding)
-    query_vector = embedder.embed([DEMO_QUERY])[0]
-    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
-        rows = connection.execute(
-            "SELECT document_id, chunk_text, 1 - (embedding <=> %s::vector) AS score FROM tidewire_chunks "
-            "WHERE tenant_id = %s ORDER BY embedding <=> %s::vector LIMIT 5",
-            [query_vector.tolist(), DEMO_TENANT, query_vector.tolist()],
-        ).fetchall()
-    console.print(f'\nsemantic search for "{DEMO_QUERY}":')
-    for document_id, text, score in rows:
-        console.print(f"  {score:.3f}  {document_id}  {text[:90]!r}")
+
+def create_demo_key(settings: Settings) -> str:
+    """A fresh API key for the demo tenant (shown once, like `tidewire keys create`)."""
+    from api.auth import KeyStore
+
+    pepper = settings.api.key_pepper.get_secret_value().encode() if settings.api.key_pepper else None
+    return KeyStore(settings.postgres.dsn(), pepper=pepper).create(DEMO_TENANT, name="demo").key
+
+
+def show_api_examples(settings: Settings, key: str, console: Console) -> None:
+    """Requests to try with the demo key."""
+    url = settings.api.url
+    console.print(
+        f"\nRead API     {url}   (OpenAPI: {url}/docs)\n"
+        f"Demo API key {key}   (tenant {DEMO_TENANT}; shown once)\n\n"
+        "Try:\n"
+        f'  curl -s -H "Authorization: Bearer {key}" "{url}/v1/search?q=love+your+enemies&k=3"\n'
+        f"  curl -N -H \"Authorization: Bearer {key}\" -H 'Content-Type: application/json' "
+        f'-d \'{{"question": "What did God create in the beginning?"}}\' {url}/v1/chat\n'
+        f'  curl -N -H "Authorization: Bearer {key}" {url}/v1/events\n'
+        f'  curl -s -H "Authorization: Bearer {key}" {url}/v1/documents/kjv-gn-1-1',
+        soft_wrap=True,
+    )

@@ -36,7 +36,10 @@ def install_jars_command(context: CliContext) -> None:
 @click.option("--demo", is_flag=True, help="Then run the demo: write rows as an upstream writer would.")
 @pass_cli_context
 def up(context: CliContext, detach: bool, demo: bool) -> None:
-    """Start Postgres, Kafka and Kafka Connect on loopback (what already runs is left alone)."""
+    """Start Postgres, Kafka, Kafka Connect, the stream workers and the API on loopback.
+
+    What already runs is left alone; what a crash left behind is cleaned up first.
+    """
     from connectors.apply import apply_connectors
 
     stack = LocalStack(context.settings)
@@ -99,6 +102,7 @@ def _print_summary(stack: LocalStack) -> None:
         f"Postgres   {document['postgres_dsn']}\n"
         f"Kafka      {document['kafka_bootstrap']}\n"
         f"Connect    {document['connect_url']}\n"
+        f"API        {document['api_url']}  (OpenAPI: {document['api_url']}/docs)\n"
         f"Logs       {Path(document['state_dir']) / 'logs'}"
     )
 

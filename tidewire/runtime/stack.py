@@ -1,4 +1,4 @@
-"""The local stack: start, stop and report Postgres, Kafka and Kafka Connect as one unit."""
+"""The local stack: start, stop and report Postgres, Kafka, Kafka Connect, the stream workers and the API as one unit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import psutil
 
 from tidewire import database
 from tidewire.errors import PrerequisiteError, TidewireError
+from tidewire.runtime.api_service import ApiService
 from tidewire.runtime.connect import ConnectWorker
 from tidewire.runtime.jars import JarLayout
 from tidewire.runtime.kafka import KafkaBroker
@@ -52,6 +53,7 @@ class LocalStack:
         self.kafka = KafkaBroker(settings.kafka, self.paths, self.jars, self.registry)
         self.connect = ConnectWorker(settings.connect, settings.kafka, self.paths, self.jars, self.registry)
         self.workers = StreamWorkers(settings, self.paths, self.registry)
+        self.api = ApiService(settings, self.paths, self.registry)
 
     # -- up ------------------------------------------------------------------------------------
     def up(self, progress: ProgressCallback = lambda _: None) -> StartReport:
@@ -62,6 +64,7 @@ class LocalStack:
         3. Kafka: start (formatting its storage the first time) and wait for metadata.
         4. Kafka Connect: start and wait for the Debezium plugin to be listed.
         5. Stream workers: start ``streams.workers`` of them, each waited for until it joined its group.
+        6. The read API: start ``tidewire serve`` and wait for ``/healthz``.
         """
         report = StartReport()
         # 1. Prerequisites
@@ -93,6 +96,11 @@ class LocalStack:
                 self.connect.wait_ready(self.registry.get("connect"))
             # 5. Stream workers
             self._start_workers(report, progress, started_now)
+            # 6. The read API
+            self._step(
+                "api", running, report, progress, started_now,
+                lambda: self.api.wait_ready(self.api.start()),
+            )  # fmt: skip
         except (TidewireError, KeyboardInterrupt):
             # Nothing half-started stays behind: stop what this call started, newest first.
             for name in reversed(started_now):
@@ -173,6 +181,8 @@ class LocalStack:
             ports["kafka.controller_port"] = (settings.kafka.host, settings.kafka.controller_port)
         if "connect" in services:
             ports["connect.port"] = (settings.connect.host, settings.connect.port)
+        if "api" in services:
+            ports["api.port"] = (settings.api.host, settings.api.port)
         require_free_ports(ports)
 
     # -- down ----------------------------------------------------------------------------------
@@ -222,12 +232,16 @@ class LocalStack:
     # -- status --------------------------------------------------------------------------------
     @staticmethod
     def service_names() -> list[str]:
-        return ["postgres", "kafka", "connect"]
+        return ["postgres", "kafka", "connect", "api"]
 
     def service_states(self) -> dict[str, str]:
         states: dict[str, str] = {}
         states["postgres"] = RUNNING if self.postgres.status().running else STOPPED
-        for name, probe in (("kafka", self.kafka.probe), ("connect", self.connect.probe)):
+        for name, probe in (
+            ("kafka", self.kafka.probe),
+            ("connect", self.connect.probe),
+            ("api", self.api.probe),
+        ):
             record = self.registry.get(name)
             if record is None or not record.is_running():
                 states[name] = STOPPED

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from alembic.script import ScriptDirectory
 
 from tests.integration.conftest import CliRunner
+from tidewire.database import alembic_config
 from tidewire.runtime.readiness import port_is_free
+from tidewire.settings import load_settings
 
 PORTS = {
     "TIDEWIRE_POSTGRES__PORT": 55532,
@@ -28,6 +31,7 @@ PORTS = {
     "TIDEWIRE_CONNECT__PORT": 18183,
     "TIDEWIRE_STREAMS__WEB_PORT": 16166,
     "TIDEWIRE_STREAMS__METRICS_PORT": 19566,
+    "TIDEWIRE_API__PORT": 18100,
 }
 
 
@@ -78,9 +82,10 @@ def test_up_starts_every_service(isolated: dict[str, str], run_cli: CliRunner) -
         "kafka": "running",
         "connect": "running",
         "worker-0": "running",
+        "api": "running",
     }
     logs = Path(isolated["TIDEWIRE_STATE_DIR"]) / "logs"
-    assert {"postgres.log", "kafka.log", "connect.log", "worker-0.log"} <= {
+    assert {"postgres.log", "kafka.log", "connect.log", "worker-0.log", "api.log"} <= {
         path.name for path in logs.iterdir()
     }
 
@@ -89,7 +94,8 @@ def test_migrations_are_reversible(isolated: dict[str, str], run_cli: CliRunner)
     assert run_cli("db", "downgrade", "base", env=isolated).returncode == 0
     assert json.loads(run_cli("db", "current", "--json", env=isolated).stdout)["revision"] is None
     assert run_cli("db", "upgrade", env=isolated).returncode == 0
-    assert json.loads(run_cli("db", "current", "--json", env=isolated).stdout)["revision"] == "0001"
+    head = ScriptDirectory.from_config(alembic_config(load_settings().postgres)).get_current_head()
+    assert json.loads(run_cli("db", "current", "--json", env=isolated).stdout)["revision"] == head
 
 
 def test_up_recovers_from_a_crashed_run(isolated: dict[str, str], run_cli: CliRunner) -> None:

@@ -96,7 +96,7 @@ def test_up_twice_is_harmless(local_stack: LocalStack, run_cli: CliRunner) -> No
     postgres_pid_before = local_stack.postgres.status().pid
     result = run_cli("up", "--detach")
     assert result.returncode == 0, result.stderr
-    for name in ("postgres", "kafka", "connect"):
+    for name in ("postgres", "kafka", "connect", "api"):
         assert f"{name}: already running" in result.stderr
     assert {name: local_stack.registry.get(name).pid for name in ("kafka", "connect")} == pids_before  # type: ignore[union-attr]
     assert local_stack.postgres.status().pid == postgres_pid_before
@@ -110,10 +110,11 @@ def test_status_json_has_the_documented_keys(
     document = json.loads(result.stdout)
     assert {"postgres_dsn", "kafka_bootstrap", "connect_url", "api_url", "services"} <= document.keys()
     services = document["services"]
-    assert {name: services[name] for name in ("postgres", "kafka", "connect")} == {
+    assert {name: services[name] for name in ("postgres", "kafka", "connect", "api")} == {
         "postgres": "running",
         "kafka": "running",
         "connect": "running",
+        "api": "running",
     }
     workers = {name: state for name, state in services.items() if name.startswith("worker-")}
     assert workers and set(workers.values()) == {"running"}, services
