@@ -12,8 +12,15 @@ from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_js
 @click.command()
 @click.option("--host", default=None, help="Listen address (default: api.host).")
 @click.option("--port", type=int, default=None, help="Listen port (default: api.port).")
+@click.option(
+    "--stack",
+    "stack_dir",
+    default=None,
+    hidden=True,
+    help="State directory of the local stack that started this API (marks it for `tidewire down`).",
+)
 @pass_cli_context
-def serve(context: CliContext, host: str | None, port: int | None) -> None:
+def serve(context: CliContext, host: str | None, port: int | None, stack_dir: str | None) -> None:
     """Serve the read API (search, chat, events) until interrupted."""
     import uvicorn  # imported here: the other commands do not need the web stack
 

@@ -46,7 +46,16 @@ class ApiService:
                 f"port {api.port} on {api.host} is in use; stop what listens there or set api.port "
                 "(TIDEWIRE_API__PORT)"
             )
-        command = [*SERVE_COMMAND, "--host", api.host, "--port", str(api.port)]
+        # --stack marks the process as this stack's, so `down` finds it even without its pid record.
+        command = [
+            *SERVE_COMMAND,
+            "--host",
+            api.host,
+            "--port",
+            str(api.port),
+            "--stack",
+            str(self.paths.root),
+        ]
         return start_detached(
             SERVICE_NAME,
             command,

@@ -220,7 +220,7 @@ class LocalStack:
         markers = (
             f"-Dtidewire.state={self.paths.root}",
             str(self.paths.postgres_data),
-            f"--stack {self.paths.root}",  # stream workers (tidewire/runtime/worker.py)
+            f"--stack {self.paths.root}",  # stream workers and the API (runtime/worker.py, runtime/api_service.py)
         )
         strays = []
         for process in psutil.process_iter(["cmdline"]):

@@ -64,6 +64,8 @@ def test_a_port_in_use_is_one_clear_line_and_starts_nothing(
     isolated: dict[str, str], run_cli: CliRunner
 ) -> None:
     with socket.socket() as squatter:
+        # A previous run's connections may linger in TIME_WAIT on this port.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", PORTS["TIDEWIRE_KAFKA__PORT"]))
         squatter.listen()
         result = run_cli("up", "--detach", env=isolated)
