@@ -107,7 +107,18 @@ class Embedder:
         """Open the built model in ``settings.model_dir`` (build it first with ``tidewire model build``)."""
         directory, manifest = require_manifest(settings.model_dir, settings.model_id)
         options = EmbedderOptions.from_settings(settings, max_tokens=manifest.max_tokens, variant=variant)
-        return cls(directory, manifest, options)
+        try:
+            return cls(directory, manifest, options)
+        except ProviderUnavailableError:
+            if settings.provider != "auto":
+                raise
+            # onnxruntime-gpu is installed but no GPU answered: `auto` means "CUDA if it works".
+            logger.warning("CUDA provider unavailable, falling back to the CPU")
+            cpu_settings = settings.model_copy(update={"provider": "cpu"})
+            options = EmbedderOptions.from_settings(
+                cpu_settings, max_tokens=manifest.max_tokens, variant=variant
+            )
+            return cls(directory, manifest, options)
 
     @property
     def model_id(self) -> str:

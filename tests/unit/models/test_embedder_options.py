@@ -1,0 +1,59 @@
+"""Provider, variant and thread choices (no model needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from models import embedder as embedder_module
+from models.embedder import EmbedderOptions, resolve_provider, resolve_variant
+from models.errors import ProviderUnavailableError
+from tidewire.settings import EmbeddingSettings
+
+
+@pytest.fixture
+def without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedder_module.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+
+
+@pytest.fixture
+def with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        embedder_module.ort,
+        "get_available_providers",
+        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+
+
+@pytest.mark.usefixtures("without_cuda")
+def test_auto_is_cpu_without_cuda_and_cuda_is_an_error() -> None:
+    assert resolve_provider("auto") == "cpu"
+    assert resolve_provider("cpu") == "cpu"
+    with pytest.raises(ProviderUnavailableError, match="onnxruntime-gpu"):
+        resolve_provider("cuda")
+
+
+@pytest.mark.usefixtures("with_cuda")
+def test_auto_is_cuda_when_onnxruntime_gpu_is_installed() -> None:
+    assert resolve_provider("auto") == "cuda"
+    assert resolve_provider("cpu") == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("requested", "provider", "expected"),
+    [("auto", "cpu", "int8"), ("auto", "cuda", "fp16"), ("fp32", "cuda", "fp32"), ("fp16", "cpu", "fp16")],
+)
+def test_variant_choice(requested: str, provider: str, expected: str) -> None:
+    assert resolve_variant(requested, provider) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("without_cuda")
+def test_options_from_settings() -> None:
+    settings = EmbeddingSettings(
+        intra_op_threads=3, max_batch_rows=16, max_batch_tokens=1024, pad_multiple=16
+    )
+    options = EmbedderOptions.from_settings(settings, max_tokens=256)
+    assert (options.provider, options.variant, options.intra_op_threads) == ("cpu", "int8", 3)
+    assert (options.limits.max_rows, options.limits.max_tokens, options.limits.pad_multiple) == (16, 1024, 16)
+    assert options.limits.max_length == 256
+    assert not options.cpu_memory_arena and not options.intra_op_spinning
+    assert EmbedderOptions.from_settings(EmbeddingSettings(), max_tokens=256).intra_op_threads >= 1
