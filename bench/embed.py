@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -33,6 +33,9 @@ from models.errors import EmbeddingError
 from models.tokenizer import TextTokenizer
 from models.weights import locate_minilm
 from tidewire.settings import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 PARAGRAPH_TOKENS = 200
 SENTENCE_TRANSFORMERS_THREADS = 2
@@ -466,11 +469,12 @@ def _onnxruntime_version() -> str:
 
 
 def write_report(report: EmbedBenchReport, output: Path) -> None:
+    """Write the JSON results (``--output``), creating the folder."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
-def render_table(report: EmbedBenchReport) -> Any:
+def render_table(report: EmbedBenchReport) -> Table:
     """The results as a rich table (imported lazily: only the CLI renders)."""
     from rich.table import Table
 
@@ -511,6 +515,7 @@ def render_table(report: EmbedBenchReport) -> Any:
 
 
 def format_ratios(report: EmbedBenchReport) -> list[str]:
+    """The lines printed under the table: ratios against the targets, memory, notes."""
     lines = []
     for name, ratio in report.ratios.items():
         if ratio["value"] is None:

@@ -45,6 +45,7 @@ class _GraphAssembler:
     _counter: int = 0
 
     def node(self, op_type: str, inputs: list[str], prefix: str, **attributes: object) -> str:
+        """Append one node named after its block (``prefix``); return its output tensor name."""
         self._counter += 1
         output = f"{prefix}/{op_type}_{self._counter}"
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
