@@ -1,10 +1,12 @@
-"""``tidewire db upgrade|downgrade|current``: schema migrations."""
+"""``tidewire db upgrade|downgrade|current``: schema migrations.
+
+Alembic is imported inside the commands: it would add a second to every other command's start-up.
+"""
 
 from __future__ import annotations
 
 import click
 
-from tidewire import database
 from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
 
 
@@ -18,6 +20,8 @@ def db() -> None:
 @pass_cli_context
 def upgrade(context: CliContext, revision: str) -> None:
     """Migrate up to REVISION (default: the latest)."""
+    from tidewire import database
+
     database.upgrade(context.settings.postgres, revision)
     click.echo(f"database at {database.current_revision(context.settings.postgres)}")
 
@@ -27,6 +31,8 @@ def upgrade(context: CliContext, revision: str) -> None:
 @pass_cli_context
 def downgrade(context: CliContext, revision: str) -> None:
     """Revert migrations down to REVISION (`base` reverts all)."""
+    from tidewire import database
+
     database.downgrade(context.settings.postgres, revision)
     click.echo(f"database at {database.current_revision(context.settings.postgres) or 'base'}")
 
@@ -36,6 +42,8 @@ def downgrade(context: CliContext, revision: str) -> None:
 @pass_cli_context
 def current(context: CliContext, as_json: bool) -> None:
     """Print the revision the database is at."""
+    from tidewire import database
+
     revision = database.current_revision(context.settings.postgres)
     if as_json:
         print_json({"revision": revision})

@@ -10,7 +10,6 @@ from typing import Any
 
 import psutil
 
-from tidewire import database
 from tidewire.errors import PrerequisiteError, TidewireError
 from tidewire.runtime.api_service import ApiService
 from tidewire.runtime.connect import ConnectWorker
@@ -79,6 +78,9 @@ class LocalStack:
             # 2. Postgres
             self._step("postgres", running, report, progress, started_now, lambda: self.postgres.start())
             progress("postgres: migrations")
+            # Imported here: Alembic and SQLAlchemy cost a second of start-up every other command can skip.
+            from tidewire import database
+
             database.upgrade(self.settings.postgres)
             # 3. Kafka
             self._step(
