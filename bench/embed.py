@@ -221,6 +221,8 @@ def run_embed_benchmark(
         notes.append("GPU: not yet measured (no CUDA GPU / onnxruntime-gpu available in this run)")
     tokenizer = next(iter(embedders.values())).tokenizer
     datasets = {"verses": verses, "paragraphs": build_paragraphs(verses, tokenizer, config.paragraphs)}
+    # `--paragraphs 0` asks for no paragraph run at all, not for an empty one.
+    datasets = {name: texts for name, texts in datasets.items() if texts}
 
     # 2. Configurations: a measurement and a function timing one slice of its texts.
     runners: list[tuple[Measurement, SliceRunner]] = []

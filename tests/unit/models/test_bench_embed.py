@@ -49,3 +49,19 @@ def test_quick_bench_writes_json(
     assert written["ratios"]["int8_batched_vs_naive"]["value"] is not None
     assert written["ratios"]["int8_batched_vs_sentence_transformers"]["value"] is None
     assert "rss_mib_at_end" in written["memory"]
+
+
+def test_no_paragraphs_means_no_paragraph_rows(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    embedding_settings: EmbeddingSettings,
+    built_model: BuildResult,
+) -> None:
+    monkeypatch.setenv("TIDEWIRE_EMBEDDING__MODEL_DIR", str(embedding_settings.model_dir))
+    output = tmp_path / "embed.json"
+    arguments = ["bench", "embed", "--quick", "--paragraphs", "0", "--no-sentence-transformers"]
+    assert main([*arguments, "--output", str(output), "--json"]) == 0
+    capsys.readouterr()
+    datasets = {row["dataset"] for row in json.loads(output.read_text(encoding="utf-8"))["results"]}
+    assert datasets == {"verses"}
