@@ -268,14 +268,19 @@ class StreamsSettings(BaseModel):
         default=6066, ge=0, le=65535, description="Faust web server of worker 0 (worker i: +i); 0/None: off"
     )
     metrics_port: int | None = Field(
-        default=9466, ge=0, le=65535, description="Prometheus /metrics of worker 0 (worker i: +i); 0/None: off"
+        default=9466,
+        ge=0,
+        le=65535,
+        description="Prometheus /metrics of worker 0 (worker i: +i); 0/None: off",
     )
     webhooks: list[WebhookEndpoint] = Field(default_factory=list)
     webhook_attempts: int = Field(default=5, ge=1, description="Deliveries tried before the dead letter")
     webhook_initial_backoff_s: float = Field(default=1.0, gt=0)
     webhook_max_backoff_s: float = Field(default=30.0, gt=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
-    startup_timeout_s: float = Field(default=90.0, gt=0, description="`tidewire up` waits this long per worker")
+    startup_timeout_s: float = Field(
+        default=90.0, gt=0, description="`tidewire up` waits this long per worker"
+    )
 
 
 class Settings(BaseSettings):
