@@ -6,7 +6,7 @@ import requests
 
 from tidewire.errors import ServiceError
 from tidewire.runtime.jars import JarLayout
-from tidewire.runtime.java_service import start_jvm, write_properties
+from tidewire.runtime.java_service import launch, write_properties
 from tidewire.runtime.prerequisites import JavaRuntime
 from tidewire.runtime.processes import ProcessRecord, ProcessRegistry
 from tidewire.runtime.readiness import NotReadyYet, wait_until_ready
@@ -65,16 +65,11 @@ class ConnectWorker:
 
     def start(self, java: JavaRuntime) -> ProcessRecord:
         write_properties(self.config_file, self.properties())
-        return start_jvm(
-            self.name,
-            java=java,
-            jars=self.jars,
-            paths=self.paths,
-            registry=self.registry,
-            heap=self.settings.heap,
-            main_class=self.main_class,
-            arguments=[str(self.config_file)],
-        )
+        return launch(self, java)
+
+    @property
+    def heap(self) -> str:
+        return self.settings.heap
 
     def probe(self) -> None:
         """Ready when the REST API answers and lists the Debezium PostgreSQL connector plugin."""

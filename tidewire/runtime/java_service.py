@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from tidewire.runtime.jars import JarLayout
 from tidewire.runtime.prerequisites import JavaRuntime
@@ -31,6 +32,34 @@ def write_properties(path: Path, properties: dict[str, str]) -> Path:
     header = "# Written by `tidewire up` at every start; change tidewire.toml instead.\n"
     path.write_text(header + "".join(f"{key}={value}\n" for key, value in properties.items()))
     return path
+
+
+class PropertiesConfiguredJvm(Protocol):
+    """A service run as one JVM whose only argument is its .properties file (the broker, Connect)."""
+
+    name: str
+    main_class: str
+    config_file: Path
+    jars: JarLayout
+    paths: StatePaths
+    registry: ProcessRegistry
+
+    @property
+    def heap(self) -> str: ...
+
+
+def launch(service: PropertiesConfiguredJvm, java: JavaRuntime) -> ProcessRecord:
+    """Start ``service`` with its config file (already written) as the only argument."""
+    return start_jvm(
+        service.name,
+        java=java,
+        jars=service.jars,
+        paths=service.paths,
+        registry=service.registry,
+        heap=service.heap,
+        main_class=service.main_class,
+        arguments=[str(service.config_file)],
+    )
 
 
 def start_jvm(

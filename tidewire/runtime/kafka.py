@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from tidewire.errors import ServiceError
 from tidewire.runtime.jars import JarLayout
-from tidewire.runtime.java_service import start_jvm, write_properties
+from tidewire.runtime.java_service import launch, write_properties
 from tidewire.runtime.prerequisites import JavaRuntime
 from tidewire.runtime.processes import ProcessRecord, ProcessRegistry
 from tidewire.runtime.readiness import NotReadyYet, port_accepts_connections, wait_until_ready
@@ -79,16 +79,11 @@ class KafkaBroker:
     def start(self, java: JavaRuntime) -> ProcessRecord:
         write_properties(self.config_file, self.properties())
         self._format_storage_if_needed(java)
-        return start_jvm(
-            self.name,
-            java=java,
-            jars=self.jars,
-            paths=self.paths,
-            registry=self.registry,
-            heap=self.settings.heap,
-            main_class=self.main_class,
-            arguments=[str(self.config_file)],
-        )
+        return launch(self, java)
+
+    @property
+    def heap(self) -> str:
+        return self.settings.heap
 
     def probe(self) -> None:
         """Ready when the broker answers a metadata request."""
