@@ -50,14 +50,13 @@ def write_corpus(settings: Settings, verses: Sequence[Verse], progress: Progress
             progress.advance(task, len(batch))
 
 
-def indexed_count(settings: Settings, pipeline: str = "documents") -> int:
+def indexed_count(connection: psycopg.Connection, pipeline: str = "documents") -> int:
     """How many demo verses have their vectors (the pipeline's per-document state)."""
-    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM tidewire_document_state "
-            "WHERE pipeline = %s AND document_id LIKE 'kjv-%%' AND NOT deleted",
-            [pipeline],
-        ).fetchone()
+    row = connection.execute(
+        "SELECT count(*) FROM tidewire_document_state "
+        "WHERE pipeline = %s AND document_id LIKE 'kjv-%%' AND NOT deleted",
+        [pipeline],
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -65,12 +64,14 @@ def follow_indexing(settings: Settings, total: int, progress: Progress, *, timeo
     """Show indexing progress until every verse is indexed; False if it stalls past the timeout."""
     task = progress.add_task("indexing (CDC → embeddings → pgvector)", total=total)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done = indexed_count(settings)
-        progress.update(task, completed=min(done, total))
-        if done >= total:
-            return True
-        time.sleep(0.5)
+    # One connection for the whole wait: the poll runs twice a second for minutes.
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            done = indexed_count(connection)
+            progress.update(task, completed=min(done, total))
+            if done >= total:
+                return True
+            time.sleep(0.5)
     return False
 
 
