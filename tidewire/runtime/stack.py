@@ -86,16 +86,14 @@ class LocalStack:
             self._step(
                 "kafka", running, report, progress, started_now,
                 lambda: self.kafka.wait_ready(self.kafka.start(java)),
+                when_running=lambda: self.kafka.wait_ready(self.registry.get("kafka")),
             )  # fmt: skip
-            if "kafka" in running:
-                self.kafka.wait_ready(self.registry.get("kafka"))
             # 4. Kafka Connect
             self._step(
                 "connect", running, report, progress, started_now,
                 lambda: self.connect.wait_ready(self.connect.start(java)),
+                when_running=lambda: self.connect.wait_ready(self.registry.get("connect")),
             )  # fmt: skip
-            if "connect" in running:
-                self.connect.wait_ready(self.registry.get("connect"))
             # 5. Stream workers
             self._start_workers(report, progress, started_now)
             # 6. The read API
@@ -118,10 +116,14 @@ class LocalStack:
         progress: ProgressCallback,
         started_now: list[str],
         start: Callable[[], None],
+        when_running: Callable[[], None] | None = None,
     ) -> None:
+        """Start ``name`` unless it runs; a running one is still waited for when ``when_running`` says how."""
         if name in running:
             report.already_running.append(name)
             progress(f"{name}: already running")
+            if when_running is not None:
+                when_running()
             return
         progress(f"{name}: starting")
         began = time.monotonic()
