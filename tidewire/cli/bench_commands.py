@@ -85,3 +85,99 @@ def bench_embed(
     for line in format_ratios(report):
         stdout.print(line)
     stdout.print(f"results written to {output}")
+
+
+@bench.command("pipeline")
+@click.option(
+    "--quick", is_flag=True, help="A smoke run of about a minute: 300 verses, 5 s of load; judges no target."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Verses of the full-corpus run (default: all 31,101).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds of sustained load (default 60).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Rows/s of the sustained load (default: half the full-corpus throughput).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stream workers of the bench pipeline (default: streams.workers, at least 1).",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("bench-results/pipeline.json"),
+    show_default=True,
+    help="Where to write the JSON results; the lag plot goes next to it (same name, .png).",
+)
+@json_option
+@pass_cli_context
+def bench_pipeline(
+    context: CliContext,
+    quick: bool,
+    limit: int | None,
+    duration: float | None,
+    rate: float | None,
+    workers: int | None,
+    output: Path,
+    as_json: bool,
+) -> None:
+    """End to end on the running stack: full-corpus time, freshness under load, lag, raw embedder.
+
+    It runs on a table and pipeline of its own (tidewire-bench), removed at the end: your tables,
+    vectors and consumer groups are not touched.
+    """
+    from rich.console import Console
+
+    from bench.pipeline import (
+        PipelineBenchConfig,
+        format_targets,
+        render_table,
+        run_pipeline_benchmark,
+        write_report,
+    )
+
+    settings = context.settings
+    worker_count = workers or max(1, settings.streams.workers)
+    config = (
+        PipelineBenchConfig.quick_run(worker_count) if quick else PipelineBenchConfig(workers=worker_count)
+    )
+    overrides: dict[str, object] = {}
+    if limit is not None:
+        overrides["verses"] = limit
+    if duration is not None:
+        overrides["sustained_seconds"] = duration
+    if rate is not None:
+        overrides["sustained_rate"] = rate
+    config = replace(config, **overrides)  # type: ignore[arg-type]
+
+    console = Console(stderr=True)
+    with console.status("benchmarking the pipeline…") as status:
+        report = run_pipeline_benchmark(
+            settings,
+            config,
+            config_file=context.config_file,
+            plot_file=output.with_suffix(".png"),
+            progress=status.update,
+        )
+    write_report(report, output)
+    if as_json:
+        print_json(report.to_json())
+        return
+    stdout = Console() if Console().is_terminal else Console(width=150)
+    stdout.print(render_table(report))
+    for line in format_targets(report):
+        stdout.print(line)
+    stdout.print(f"results written to {output}, lag plot to {report.plot}")
