@@ -1,10 +1,11 @@
 """The API's Postgres pool, whose every transaction is confined to one tenant by row-level security.
 
-Each connection of the pool is marked ``tidewire.scope = 'tenant'`` when it is opened
-(migration 0003 explains the policy). :meth:`TenantDatabase.transaction` then sets
-``tidewire.tenant_id`` with ``set_config(..., true)`` — the same as ``SET LOCAL`` — so it ends
-with the transaction and a pooled connection never carries one tenant into another's request.
-A transaction that does not set a tenant sees no tenant rows at all.
+The pool connects as the API's own role (``postgres.api_user``, migration 0005): not a superuser,
+no BYPASSRLS, owner of nothing, so the tables' row-level security binds it because of who it is,
+not because of a session setting a client could reset. :meth:`TenantDatabase.transaction` sets
+``tidewire.tenant_id`` with ``set_config(..., true)`` — the same as ``SET LOCAL`` — so it ends with
+the transaction and a pooled connection never carries one tenant into another's request. A
+transaction that does not set a tenant sees no tenant rows at all.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ TenantConnection = psycopg.AsyncConnection[dict[str, Any]]
 
 async def _configure(connection: psycopg.AsyncConnection[Any]) -> None:
     await register_vector_async(connection)
-    await connection.execute("SELECT set_config('tidewire.scope', 'tenant', false)")
     await connection.commit()
 
 
 def make_pool(settings: PostgresSettings, *, max_size: int) -> AsyncConnectionPool:
-    """A pool of tenant-scoped connections (not opened yet: ``await pool.open()``)."""
+    """A pool of the API role's connections (not opened yet: ``await pool.open()``)."""
     return AsyncConnectionPool(
-        settings.dsn(),
+        settings.api_dsn(),
         min_size=1,
         max_size=max_size,
         name="tidewire-api",

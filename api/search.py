@@ -4,8 +4,9 @@ read-your-writes waits.
 Vector mode orders by pgvector's cosine distance ``<=>`` with the HNSW index, with iterative
 index scans on, so a tenant filter or a metadata filter that rejects most candidates still
 yields ``k`` rows; when the scan stops short (``hnsw.max_scan_tuples``) — a small tenant in a big
-table — an exact scan of the tenant's matching rows takes over. Hybrid mode adds Postgres full-text ranking and fuses the two rankings by
-reciprocal rank (RRF, k = 60).
+table — an exact scan of the tenant's matching rows takes over. Hybrid mode adds Postgres full-text
+ranking (through the GIN index, see ``TEXT_SQL``) and fuses the two rankings by reciprocal rank
+(RRF, k = 60).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from tidewire.settings import ApiSettings
 
 SearchMode = Literal["vector", "hybrid"]
 RRF_K = 60
-TEXT_SEARCH_CONFIG = "english"
 
 _VECTOR_SQL = """
 SELECT document_id, chunk_index, chunk_text, metadata, 1 - (embedding <=> %(embedding)s) AS score
@@ -46,14 +46,16 @@ ORDER BY (embedding <=> %(embedding)s) + 0
 LIMIT %(limit)s
 """
 
-_TEXT_SQL = f"""
-SELECT document_id, chunk_index, chunk_text, metadata,
-       ts_rank_cd(to_tsvector('{TEXT_SEARCH_CONFIG}', chunk_text), query) AS score
-FROM tidewire_chunks, websearch_to_tsquery('{TEXT_SEARCH_CONFIG}', %(text)s) AS query
-WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
-  AND to_tsvector('{TEXT_SEARCH_CONFIG}', chunk_text) @@ query
-ORDER BY score DESC
-LIMIT %(limit)s
+# The full-text ranking runs in `tidewire_text_search` (migration 0005), where the GIN index of
+# migration 0004 can serve it: under the API role's row-level security the planner may not use it,
+# because `@@` is not LEAKPROOF. The function keeps to the transaction's tenant; the join back to
+# `tidewire_chunks` passes every row through the API role's policy once more.
+TEXT_SQL = """
+SELECT c.document_id, c.chunk_index, c.chunk_text, c.metadata, m.score
+FROM tidewire_text_search(%(text)s, %(filter)s::jsonb, %(limit)s) AS m
+JOIN tidewire_chunks AS c USING (pipeline, document_id, chunk_index)
+WHERE c.tenant_id = %(tenant)s
+ORDER BY m.score DESC, c.document_id, c.chunk_index
 """
 
 
@@ -122,7 +124,7 @@ class SearchService:
                 vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
             if mode == "vector":
                 return best_hits(vector_rows, k)
-            text_rows = await (await connection.execute(_TEXT_SQL, parameters)).fetchall()
+            text_rows = await (await connection.execute(TEXT_SQL, parameters)).fetchall()
         return reciprocal_rank_fusion([vector_rows, text_rows], k)
 
     async def wait_until_indexed(self, tenant_id: str, after: ReadAfter, *, max_wait_s: float) -> bool:

@@ -24,6 +24,9 @@ def alembic_config(settings: PostgresSettings) -> Config:
     # ConfigParser interpolation would mangle a '%' in the password.
     config.set_main_option("sqlalchemy.url", settings.sqlalchemy_url().replace("%", "%%"))
     config.attributes["replication_role"] = settings.replication_user
+    config.attributes["api_role"] = settings.api_user
+    # Only for migration 0005, which creates the API's role where the migrating role may create roles.
+    config.attributes["api_password"] = settings.api_password.get_secret_value()
     return config
 
 

@@ -24,7 +24,7 @@ from pydantic_settings import (
 from tidewire.errors import ConfigurationError
 from tidewire.pipeline_spec import PipelineSpec, default_pipelines
 
-DEVELOPMENT_PASSWORDS = frozenset({"tidewire-dev", "tidewire-replication-dev"})
+DEVELOPMENT_PASSWORDS = frozenset({"tidewire-dev", "tidewire-replication-dev", "tidewire-api-dev"})
 
 
 class PostgresSettings(BaseModel):
@@ -37,6 +37,11 @@ class PostgresSettings(BaseModel):
     password: SecretStr = SecretStr("tidewire-dev")
     replication_user: str = "tidewire_replication"
     replication_password: SecretStr = SecretStr("tidewire-replication-dev")
+    api_user: str = Field(
+        default="tidewire_api",
+        description="The read API's role: LOGIN, no superuser, no BYPASSRLS, so row-level security binds it",
+    )
+    api_password: SecretStr = SecretStr("tidewire-api-dev")
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=8, ge=1)
 
@@ -47,6 +52,10 @@ class PostgresSettings(BaseModel):
     def replication_dsn(self) -> str:
         """libpq connection string of the replication role Debezium uses."""
         return _dsn(self.host, self.port, self.database, self.replication_user, self.replication_password)
+
+    def api_dsn(self) -> str:
+        """libpq connection string of the read API's role (row-level security applies to it)."""
+        return _dsn(self.host, self.port, self.database, self.api_user, self.api_password)
 
     def sqlalchemy_url(self) -> str:
         """SQLAlchemy URL of the application role (psycopg 3 driver), used by migrations."""
@@ -348,6 +357,7 @@ class Settings(BaseSettings):
             for name, secret in (
                 ("postgres.password", self.postgres.password),
                 ("postgres.replication_password", self.postgres.replication_password),
+                ("postgres.api_password", self.postgres.api_password),
             ):
                 if secret.get_secret_value() in DEVELOPMENT_PASSWORDS:
                     raise ValueError(f"{name} is the development default; set a real secret for production")

@@ -68,7 +68,12 @@ def test_production_rejects_the_development_passwords(
         load_settings()
     monkeypatch.setenv("TIDEWIRE_POSTGRES__PASSWORD", "s3cret-for-real")
     monkeypatch.setenv("TIDEWIRE_POSTGRES__REPLICATION_PASSWORD", "another-real-one")
-    assert load_settings().environment == "production"
+    with pytest.raises(ConfigurationError, match=r"postgres\.api_password is the development default"):
+        load_settings()
+    monkeypatch.setenv("TIDEWIRE_POSTGRES__API_PASSWORD", "a-third-real-one")
+    settings = load_settings()
+    assert settings.environment == "production"
+    assert "user=tidewire_api password=a-third-real-one" in settings.postgres.api_dsn()
 
 
 def test_chunk_overlap_must_be_smaller_than_the_chunk(

@@ -183,14 +183,26 @@ class PostgresServer:
             raise NotReadyYet(_first_line(str(error))) from None
 
     def bootstrap(self) -> None:
-        """Roles, database and extension, idempotently; passwords follow the current settings."""
+        """Roles, database and extension, idempotently; passwords follow the current settings.
+
+        Three roles: the application role (owns the tables; writers, migrations, the CLI), the
+        replication role (Debezium) and the read API's role. The API's role is spelled out as
+        NOSUPERUSER NOBYPASSRLS so that row-level security always binds it, even if someone had
+        given it more; its table grants come with migration 0005 (the tables' owner grants them).
+        """
         application_user = self.settings.user
         replication_user = self.settings.replication_user
+        api_user = self.settings.api_user
         database = self.settings.database
         with psycopg.connect(self.superuser_conninfo(), autocommit=True) as connection:
             for role, password, attributes in (
                 (application_user, self.settings.password, sql.SQL("LOGIN")),
                 (replication_user, self.settings.replication_password, sql.SQL("LOGIN REPLICATION")),
+                (
+                    api_user,
+                    self.settings.api_password,
+                    sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"),
+                ),
             ):
                 exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
                 verb = sql.SQL("ALTER ROLE") if exists else sql.SQL("CREATE ROLE")
@@ -211,11 +223,12 @@ class PostgresServer:
         with psycopg.connect(self.superuser_conninfo(database), autocommit=True) as connection:
             # pgvector is not a trusted extension: only a superuser may create it.
             connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            connection.execute(
-                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(database), sql.Identifier(replication_user)
+            for role in (replication_user, api_user):
+                connection.execute(
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                        sql.Identifier(database), sql.Identifier(role)
+                    )
                 )
-            )
 
 
 def _pgserver_utils() -> ModuleType:

@@ -59,7 +59,7 @@ class LocalStack:
         """Start whatever is not running, in order, each waited for; undo this call's starts on failure.
 
         1. Prerequisites: a JDK, resolved jars, free ports for what must start.
-        2. Postgres: start, bootstrap roles and database, apply migrations.
+        2. Postgres: start (or find running), bootstrap roles and database, apply migrations.
         3. Kafka: start (formatting its storage the first time) and wait for metadata.
         4. Kafka Connect: start and wait for the Debezium plugin to be listed.
         5. Stream workers: start ``streams.workers`` of them, each waited for until it joined its group.
@@ -76,7 +76,13 @@ class LocalStack:
         started_now: list[str] = []
         try:
             # 2. Postgres
-            self._step("postgres", running, report, progress, started_now, lambda: self.postgres.start())
+            # A running server is bootstrapped again: roles added by a newer version (the API's)
+            # exist before the migrations grant to them, and passwords follow the settings.
+            self._step(
+                "postgres", running, report, progress, started_now,
+                lambda: self.postgres.start(),
+                when_running=self.postgres.bootstrap,
+            )  # fmt: skip
             progress("postgres: migrations")
             # Imported here: Alembic and SQLAlchemy cost a second of start-up every other command can skip.
             from tidewire import database

@@ -41,6 +41,18 @@ def test_hybrid_mode_fuses_text_and_vector_rankings(
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
 
 
+def test_hybrid_mode_with_a_metadata_filter_keeps_to_it(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, _ = corpus_tenants
+    hits = search(
+        api_url, alpha, q="light", k=10, mode="hybrid", filter=json.dumps({"book": "Genesis"})
+    ).json()["hits"]
+    assert {hit["document_id"] for hit in hits} == {alpha.doc("creation"), alpha.doc("light")}
+    # Both rankings put the verse that says "light" twice first.
+    assert hits[0]["document_id"] == alpha.doc("light")
+
+
 def test_metadata_filters(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) -> None:
     alpha, _ = corpus_tenants
     hits = search(api_url, alpha, q="kindness", k=10, filter=json.dumps({"lang": "en-GB"})).json()["hits"]

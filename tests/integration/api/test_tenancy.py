@@ -1,11 +1,13 @@
 """Tenant isolation: over HTTP (nothing a request says can widen its tenant) and in the database
-(row-level security on the API's own connections)."""
+(row-level security on the API's own role and connections)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import httpx
+import psycopg
+import pytest
 from httpx_sse import connect_sse
 
 from api.db import TenantDatabase, make_pool
@@ -99,13 +101,69 @@ def test_row_level_security_confines_the_api_connections(
                     await connection.execute("SELECT current_setting('tidewire.tenant_id', true) AS t")
                 ).fetchone()
                 assert row is not None and not row["t"]
-            # Writing another tenant's row from a tenant transaction is refused.
+            # Writing another tenant's row from a tenant transaction is refused: the index is not
+            # writable at all, and answers (which the API writes) only in the transaction's tenant.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                async with database.transaction(alpha.name) as connection:
+                    await connection.execute(
+                        "UPDATE tidewire_chunks SET chunk_text = chunk_text WHERE tenant_id = %s",
+                        (beta.name,),
+                    )
             async with database.transaction(alpha.name) as connection:
                 updated = await connection.execute(
-                    "UPDATE tidewire_chunks SET chunk_text = chunk_text WHERE tenant_id = %s", (beta.name,)
+                    "UPDATE tidewire_answers SET invalidated_at = now() WHERE tenant_id = %s", (beta.name,)
                 )
                 assert updated.rowcount == 0
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+                async with database.transaction(alpha.name) as connection:
+                    await connection.execute(
+                        "INSERT INTO tidewire_answers (answer_id, tenant_id, question, question_embedding, "
+                        "answer, sources, source_documents, provider) "
+                        "SELECT gen_random_uuid(), %s, 'q', array_fill(0, ARRAY[384])::vector, 'a', '[]', "
+                        "'{}', 'test'",
+                        (beta.name,),
+                    )
         finally:
             await pool.close()
 
     asyncio.run(check())
+
+
+def test_the_api_role_is_confined_by_row_level_security_because_of_who_it_is(
+    api_settings: Settings, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, _ = corpus_tenants
+    postgres = api_settings.postgres
+    with psycopg.connect(postgres.api_dsn(), autocommit=True) as connection:
+        attributes = connection.execute(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert attributes == (False, False)
+        # No tenant set: nothing, whatever the session says about the old scope marker.
+        connection.execute("SELECT set_config('tidewire.scope', 'none', false)")
+        for table in ("tidewire_chunks", "tidewire_document_state", "tidewire_answers"):
+            assert connection.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        # Tenant A set (transaction-local): only A's rows.
+        with connection.transaction():
+            connection.execute("SELECT set_config('tidewire.tenant_id', %s, true)", (alpha.name,))
+            for table in ("tidewire_chunks", "tidewire_document_state"):
+                tenants = connection.execute(f"SELECT DISTINCT tenant_id FROM {table}").fetchall()
+                assert tenants == [(alpha.name,)], table
+        assert connection.execute("SELECT count(*) FROM tidewire_chunks").fetchone() == (0,)
+        # Turning row security off does not widen what the role sees: its queries fail instead.
+        connection.execute("SET row_security = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            connection.execute("SELECT count(*) FROM tidewire_chunks")
+        connection.execute("RESET row_security")
+        # It cannot become the owner, nor write the source table or the index.
+        for statement in (
+            "SET ROLE " + postgres.user,
+            "INSERT INTO documents (id, tenant_id, body) VALUES ('api-role-probe', 'x', 'x')",
+            "UPDATE documents SET body = body WHERE id = 'api-role-probe'",
+            "DELETE FROM documents WHERE id = 'api-role-probe'",
+            "SELECT count(*) FROM documents",
+            "DELETE FROM tidewire_chunks",
+            "UPDATE tidewire_document_state SET deleted = true",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                connection.execute(statement)

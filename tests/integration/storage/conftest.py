@@ -1,4 +1,5 @@
-"""Fixtures of the vector store tests: an async pool on the real Postgres, a unique pipeline per test."""
+"""Fixtures of the storage tests: a scratch database for migrations, an async pool on the real Postgres,
+a unique pipeline per test."""
 
 from __future__ import annotations
 
@@ -12,11 +13,25 @@ import psycopg_pool
 import pytest
 
 from tidewire.runtime.stack import LocalStack
-from tidewire.settings import Settings
+from tidewire.settings import PostgresSettings, Settings
 from tidewire.vector_store import VectorStore
 
 T = TypeVar("T")
 StoreRunner = Callable[[Callable[[VectorStore, psycopg_pool.AsyncConnectionPool], Awaitable[T]]], T]
+
+
+@pytest.fixture
+def scratch_database(local_stack: LocalStack, settings: Settings) -> Iterator[PostgresSettings]:
+    """A new, empty database owned by the application role (with pgvector), dropped afterwards."""
+    name = f"tidewire_migration_{uuid.uuid4().hex[:10]}"
+    superuser = local_stack.postgres.superuser_conninfo()
+    with psycopg.connect(superuser, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE {name} OWNER "{settings.postgres.user}"')
+    with psycopg.connect(local_stack.postgres.superuser_conninfo(name), autocommit=True) as connection:
+        connection.execute("CREATE EXTENSION vector")
+    yield settings.postgres.model_copy(update={"database": name})
+    with psycopg.connect(superuser, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture

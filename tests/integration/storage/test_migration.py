@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
-import pytest
 
 from tidewire import database
-from tidewire.runtime.stack import LocalStack
-from tidewire.settings import PostgresSettings, Settings
-
-
-@pytest.fixture
-def scratch_database(local_stack: LocalStack, settings: Settings) -> Iterator[PostgresSettings]:
-    """A new, empty database owned by the application role (with pgvector), dropped afterwards."""
-    name = f"tidewire_migration_{uuid.uuid4().hex[:10]}"
-    superuser = local_stack.postgres.superuser_conninfo()
-    with psycopg.connect(superuser, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE {name} OWNER "{settings.postgres.user}"')
-    with psycopg.connect(local_stack.postgres.superuser_conninfo(name), autocommit=True) as connection:
-        connection.execute("CREATE EXTENSION vector")
-    yield settings.postgres.model_copy(update={"database": name})
-    with psycopg.connect(superuser, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+from tidewire.settings import PostgresSettings
 
 
 def _schema(postgres: PostgresSettings) -> dict[str, set[str]]:

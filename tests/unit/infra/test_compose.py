@@ -365,6 +365,7 @@ def test_project_environment_loads_into_the_settings(
         settings.postgres.replication_password.get_secret_value()
         == (variables["TIDEWIRE_REPLICATION_PASSWORD"])
     )
+    assert settings.postgres.api_password.get_secret_value() == variables["TIDEWIRE_API_PASSWORD"]
 
 
 # -- Kafka, Connect, Postgres --------------------------------------------------------------------------
@@ -475,6 +476,11 @@ def test_postgres_init_creates_the_extension_and_the_replication_role(
     sql = " ".join(mounts[sql_target].read_text().split())
     assert "CREATE EXTENSION IF NOT EXISTS vector" in sql
     assert re.search(r"CREATE ROLE \S+ WITH LOGIN REPLICATION PASSWORD :'replication_password'", sql)
+    # The read API's role: row-level security must bind it (migration 0005 grants its tables).
+    assert re.search(
+        r"CREATE ROLE :\"api_user\" WITH LOGIN NOSUPERUSER .*NOBYPASSRLS PASSWORD :'api_password'", sql
+    )
+    assert "API_PASSWORD" in script
 
 
 # -- secrets -------------------------------------------------------------------------------------------
