@@ -12,6 +12,7 @@ ranking (through the GIN index, see ``TEXT_SQL``) and fuses the two rankings by 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,28 +60,83 @@ ORDER BY m.score DESC, c.document_id, c.chunk_index
 """
 
 
+LSN_PREFIX = "lsn:"
+_PG_LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
+_TOKEN_FORMS = "<document_id>@<ISO-8601 timestamp> or <document_id>@lsn:<pg_lsn, e.g. 0/16B3748>"
+
+
+def parse_pg_lsn(text: str) -> int:
+    """A ``pg_lsn`` in its text form ``X/Y`` (two hex numbers of up to 32 bits) as the 64-bit integer
+    ``(X << 32) + Y`` — the form Debezium reports as ``source.lsn`` and the index stores as
+    ``source_lsn``. Raises ``ValueError`` for anything else."""
+    match = _PG_LSN.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a pg_lsn: {text!r}")
+    return (int(match[1], 16) << 32) + int(match[2], 16)
+
+
+@dataclass(frozen=True)
+class IndexedPosition:
+    """How far the index has followed one document: its latest indexed change (deletes included),
+    as a source commit time and a WAL position; None when it was never indexed."""
+
+    committed_at: datetime | None
+    lsn: int | None
+
+
 @dataclass(frozen=True)
 class ReadAfter:
-    """A read-your-writes token: ``<document_id>@<timestamp>``. Satisfied once the document has been
-    indexed (or deleted) from a source commit at or after ``timestamp`` (the row's ``updated_at``)."""
+    """A read-your-writes token (docs/api.md), in one of two forms:
+
+    - ``<document_id>@<timestamp>``: the row's ``updated_at`` after the write; satisfied once the
+      document was indexed from a source commit at or after it (millisecond precision);
+    - ``<document_id>@lsn:<pg_lsn>``: ``pg_current_wal_insert_lsn()`` taken by the writer in its
+      transaction before its write; satisfied once the document was indexed from a change at or
+      after that WAL position. Any change of the row at or past it is the writer's or a newer one.
+
+    Exactly one of ``committed_at`` and ``lsn`` is set.
+    """
 
     document_id: str
-    committed_at: datetime
+    committed_at: datetime | None = None
+    lsn: int | None = None
 
     @classmethod
     def parse(cls, token: str) -> ReadAfter:
-        document_id, separator, stamp = token.rpartition("@")
+        """Parse either form; :class:`ValidationFailedError` (422) for anything else."""
+        document_id, separator, position = token.rpartition("@")
         if not separator or not document_id or "\x00" in token:
-            raise ValidationFailedError("query.after: expected <document_id>@<ISO-8601 timestamp>")
+            raise ValidationFailedError(f"query.after: expected {_TOKEN_FORMS}")
+        if position.startswith(LSN_PREFIX):
+            try:
+                return cls(document_id=document_id, lsn=parse_pg_lsn(position.removeprefix(LSN_PREFIX)))
+            except ValueError:
+                raise ValidationFailedError(
+                    "query.after: the position after '@lsn:' is not a pg_lsn (X/Y, hexadecimal), "
+                    "e.g. doc-1@lsn:0/16B3748"
+                ) from None
         try:
-            committed_at = datetime.fromisoformat(stamp.strip().replace(" ", "+"))
+            committed_at = datetime.fromisoformat(position.strip().replace(" ", "+"))
         except ValueError:
-            raise ValidationFailedError("query.after: the timestamp after '@' is not ISO-8601") from None
+            raise ValidationFailedError(
+                f"query.after: the position after '@' is neither an ISO-8601 timestamp nor lsn:X/Y; "
+                f"expected {_TOKEN_FORMS}"
+            ) from None
         if committed_at.tzinfo is None:
             committed_at = committed_at.replace(tzinfo=UTC)
         # Debezium reports commit times in whole milliseconds.
         committed_at = committed_at.replace(microsecond=committed_at.microsecond // 1000 * 1000)
         return cls(document_id=document_id, committed_at=committed_at)
+
+    def is_satisfied_by(self, indexed: IndexedPosition) -> bool:
+        """Whether the index has caught up with this token's write."""
+        if self.lsn is not None:
+            return indexed.lsn is not None and indexed.lsn >= self.lsn
+        return (
+            indexed.committed_at is not None
+            and self.committed_at is not None
+            and indexed.committed_at >= self.committed_at
+        )
 
 
 class SearchService:
@@ -133,15 +189,18 @@ class SearchService:
         interval_s = 0.02
         while True:
             async with self._database.transaction(tenant_id) as connection:
+                # Deleted documents keep their state row (a tombstone), so a delete satisfies too.
                 row = await (
                     await connection.execute(
-                        "SELECT max(source_committed_at) AS committed_at FROM tidewire_document_state "
-                        "WHERE tenant_id = %s AND document_id = %s",
+                        "SELECT max(source_committed_at) AS committed_at, max(source_lsn) AS lsn "
+                        "FROM tidewire_document_state WHERE tenant_id = %s AND document_id = %s",
                         (tenant_id, after.document_id),
                     )
                 ).fetchone()
-            committed_at = row["committed_at"] if row else None
-            if committed_at is not None and committed_at >= after.committed_at:
+            indexed = IndexedPosition(
+                committed_at=row["committed_at"] if row else None, lsn=row["lsn"] if row else None
+            )
+            if after.is_satisfied_by(indexed):
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:

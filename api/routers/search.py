@@ -31,7 +31,9 @@ async def search(
     after: Annotated[
         str | None,
         Query(
-            max_length=1_100, description="Read-your-writes token <document_id>@<ISO-8601 time> (docs/api.md)"
+            max_length=1_100,
+            description="Read-your-writes token: <document_id>@<ISO-8601 time> or "
+            "<document_id>@lsn:<pg_lsn> (docs/api.md)",
         ),
     ] = None,
 ) -> SearchPublic:

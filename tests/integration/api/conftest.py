@@ -141,6 +141,15 @@ class Documents:
         updated_at: datetime = rows[0]["updated_at"]
         return updated_at
 
+    @contextmanager
+    def writer_transaction(self) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+        """A writer's transaction that took its read-your-writes LSN first, as docs/api.md tells
+        writers to: yields the connection and ``pg_current_wal_insert_lsn()`` (``X/Y``); commits on exit."""
+        with psycopg.connect(self._dsn) as connection:
+            row = connection.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+            assert row is not None
+            yield connection, row[0]
+
     def indexed_since(self, document_id: str, since: datetime) -> bool:
         rows = self.query(
             "SELECT 1 FROM tidewire_document_state WHERE document_id = %s "

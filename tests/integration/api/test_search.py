@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -98,6 +101,82 @@ def test_read_your_writes_waits_for_the_write_to_be_indexed(
     assert response.json()["hits"][0]["document_id"] == document_id
 
 
+@pytest.fixture(scope="module")
+def writer_tenant(tenant_factory: Callable[[str], Tenant]) -> Tenant:
+    """A tenant of its own for the read-your-writes tests, so their documents rank in no other test."""
+    return tenant_factory("writer")
+
+
+def _search_while_the_write_commits(
+    url: str, tenant: Tenant, documents: Documents, statement: str, parameters: tuple[Any, ...], **params: Any
+) -> httpx.Response:
+    """Send a search whose ``after`` token is the writer's LSN while the write is still uncommitted,
+    then commit: only a search that waits for the token can see the write."""
+    with documents.writer_transaction() as (connection, lsn), ThreadPoolExecutor(1) as pool:
+        connection.execute(statement, parameters)
+        document_id = parameters[-1]
+        pending = pool.submit(search, url, tenant, after=f"{document_id}@lsn:{lsn}", **params)
+        time.sleep(0.3)  # let the request reach the server before the commit (not needed to pass)
+        connection.commit()
+        return pending.result()
+
+
+def test_read_your_writes_with_an_lsn_token_returns_the_new_text(
+    api_factory: ApiFactory, writer_tenant: Tenant, documents: Documents
+) -> None:
+    document_id = writer_tenant.doc("lsn-update")
+    written = documents.upsert(
+        writer_tenant.name, document_id, "Before", "An old verse about badgers in the hills."
+    )
+    documents.wait_indexed(document_id, written)
+    with api_factory(read_your_writes_max_wait_s=30) as url:
+        response = _search_while_the_write_commits(
+            url,
+            writer_tenant,
+            documents,
+            "UPDATE documents SET body = %s, updated_at = now() WHERE id = %s",
+            ("A new verse about platypuses and echidnas by the river.", document_id),
+            q="platypuses and echidnas",
+            k=1,
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["tidewire-read-after"] == "satisfied"
+    hit = response.json()["hits"][0]
+    assert hit["document_id"] == document_id and "platypuses and echidnas" in hit["text"]
+
+
+def test_an_lsn_token_is_satisfied_by_a_delete(
+    api_factory: ApiFactory, writer_tenant: Tenant, documents: Documents
+) -> None:
+    document_id = writer_tenant.doc("lsn-delete")
+    written = documents.upsert(
+        writer_tenant.name, document_id, "Doomed", "A verse about axolotls, soon deleted."
+    )
+    documents.wait_indexed(document_id, written)
+    with api_factory(read_your_writes_max_wait_s=30) as url:
+        response = _search_while_the_write_commits(
+            url,
+            writer_tenant,
+            documents,
+            "DELETE FROM documents WHERE id = %s",
+            (document_id,),
+            q="axolotls",
+            k=10,
+        )
+    assert response.status_code == 200, response.text
+    assert response.headers["tidewire-read-after"] == "satisfied"
+    assert document_id not in {hit["document_id"] for hit in response.json()["hits"]}
+
+
+def test_an_lsn_token_past_the_last_write_times_out(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, _ = corpus_tenants
+    response = search(api_url, alpha, q="x", after=f"{alpha.doc('creation')}@lsn:FFFFFFFF/0")
+    assert response.status_code == 200
+    assert response.headers["tidewire-read-after"] == "timeout"
+
+
 def test_read_your_writes_wait_is_bounded(api_url: str, corpus_tenants: tuple[Tenant, Tenant]) -> None:
     alpha, _ = corpus_tenants
     response = search(api_url, alpha, q="x", after=f"{alpha.doc('never-written')}@2030-01-01T00:00:00Z")
@@ -114,6 +193,9 @@ def test_read_your_writes_wait_is_bounded(api_url: str, corpus_tenants: tuple[Te
         {"q": ""},
         {"q": "x" * 2001},
         {"q": "a\x00b"},
+        {"q": "x", "after": "doc@lsn:zz/1"},
+        {"q": "x", "after": "doc@lsn:0/"},
+        {"q": "x", "after": "no-position"},
     ],
 )
 def test_bounds_give_422_on_the_real_server(

@@ -172,6 +172,15 @@ def test_bad_chat_bodies_get_a_clean_4xx(
     assert_error(response, status, code)
 
 
+@pytest.mark.parametrize("after", ["doc@lsn:zz/1", "doc@lsn:0/", "doc@not-a-time", "no-position"])
+def test_garbage_read_your_writes_tokens_get_422(client: tuple[TestClient, Search], after: str) -> None:
+    response = client[0].get(
+        "/v1/search", params={"q": "hello", "after": after}, headers={"Authorization": GOOD}
+    )
+    assert_error(response, 422, "validation_error")
+    assert response.json()["error"]["message"].startswith("query.after:")
+
+
 def test_nul_in_a_question_gets_422(client: tuple[TestClient, Search]) -> None:
     response = client[0].post("/v1/chat", json={"question": "a\x00b"}, headers={"Authorization": GOOD})
     assert_error(response, 422, "validation_error")
