@@ -137,6 +137,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
+        if isinstance(error.__cause__, UnicodeDecodeError):
+            # FastAPI answers a JSON body that is not UTF-8 with a bare 400 (the decode error is not
+            # a JSONDecodeError); it is a malformed field like any other, so 422 as documented.
+            return error_response(
+                422, "validation_error", f"body: not valid UTF-8 at byte {error.__cause__.start}"
+            )
         code = _HTTP_CODES.get(error.status_code, "http_error")
         message = error.detail if isinstance(error.detail, str) else "request failed"
         return error_response(error.status_code, code, message, dict(error.headers or {}))

@@ -207,3 +207,17 @@ def test_deleting_a_source_document_invalidates_its_cached_answers(
     after = chat(api_url, tenant, "What did God say about light?")
     assert after[-1].json()["cached"] is False
     assert after[0].json()["sources"] == []
+
+
+def test_a_body_that_is_not_utf8_gets_422_in_the_error_shape(
+    api_url: str, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    alpha, _ = corpus_tenants
+    response = httpx.post(
+        f"{api_url}/v1/chat",
+        content=b'{"question": "\xff\xfe who created"}',
+        headers={**alpha.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+    assert set(response.json()["error"]) == {"code", "message"}

@@ -160,7 +160,8 @@ def test_search_answers_the_documented_shape_for_the_keys_tenant(client: tuple[T
         (b"[]", 422, "validation_error"),
         (b'{"question": "a", "k": 0}', 422, "validation_error"),
         (b'{"question": "a", "k": 1000000000}', 422, "validation_error"),
-        (b'{"question": "\xff\xfe"}', 400, "bad_request"),  # not UTF-8: not even JSON
+        (b'{"question": "\xff\xfe"}', 422, "validation_error"),  # not UTF-8
+        (b'\xef\xbb\xbf{"question": "\xc3"}', 422, "validation_error"),  # a truncated UTF-8 sequence
     ],
 )
 def test_bad_chat_bodies_get_a_clean_4xx(
@@ -179,6 +180,18 @@ def test_garbage_read_your_writes_tokens_get_422(client: tuple[TestClient, Searc
     )
     assert_error(response, 422, "validation_error")
     assert response.json()["error"]["message"].startswith("query.after:")
+
+
+def test_invalid_utf8_in_a_chat_body_is_a_422_in_the_error_shape(client: tuple[TestClient, Search]) -> None:
+    response = client[0].post(
+        "/v1/chat",
+        content=b'{"question": "caf\xe9"}',  # Latin-1, not UTF-8
+        headers={"Authorization": GOOD, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": {"code": "validation_error", "message": "body: not valid UTF-8 at byte 17"}
+    }
 
 
 def test_nul_in_a_question_gets_422(client: tuple[TestClient, Search]) -> None:
