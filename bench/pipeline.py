@@ -26,6 +26,7 @@ benchmark expects the stack on the same machine, hence the same clock.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from confluent_kafka.admin import AdminClient
 
 from bench.dedicated_pipeline import BENCH_PIPELINE, BENCH_TENANT, DedicatedPipeline
 from bench.embed import describe_machine
@@ -45,7 +47,7 @@ from bench.source_writer import SourceRow, WritePlan, WriteResult, WriterProcess
 from streams.document_text import build_text
 from tidewire.consumer_lag import consumer_group_lag
 from tidewire.demo import INSERT_BATCH_ROWS
-from tidewire.errors import ServiceError
+from tidewire.errors import ServiceError, TidewireError
 from tidewire.kjv_corpus import Verse, load_kjv_verses
 from tidewire.settings import Settings
 
@@ -62,6 +64,8 @@ LOAD_ID_PREFIX = "load-"
 _POLL_INTERVAL_S = 0.5
 _DRAIN_TIMEOUT_S = 30.0
 _RAW_WARM_UP_TEXTS = 64
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -278,10 +282,18 @@ def run_pipeline_benchmark(
         load = corpus_rows(verses, sustained_row_count(rate, config.sustained_seconds), LOAD_ID_PREFIX)
         progress(f"sustained load: {rate:,.1f} rows/s for {config.sustained_seconds:.0f}s")
         sustained = _run_phase(pipeline, load, rate, LOAD_ID_PREFIX, "sustained load", config, progress)
-    finally:
-        # 5. Removal
+    except BaseException:
+        # 5. Removal after a failure: the failure is what the user needs to see, so a removal
+        # that fails too is only logged (the next run's set-up removes the leftovers).
         progress("removing the bench pipeline")
-        pipeline.remove()
+        try:
+            pipeline.remove()
+        except TidewireError as error:
+            logger.warning("could not remove the bench pipeline: %s", error.message)
+        raise
+    # 5. Removal
+    progress("removing the bench pipeline")
+    pipeline.remove()
     # 6. Raw embedder, targets, plot
     progress(f"raw embedder: {len(corpus):,} texts")
     raw = measure_raw_embedder(
@@ -411,8 +423,14 @@ def _run_phase(
     writer = WriterProcess(
         WritePlan(postgres.dsn(), pipeline.spec.source_table, rows, rate_per_s, batch_rows=INSERT_BATCH_ROWS)
     )
+    # One client for the whole phase: a new one per reading would reconnect every second.
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
     sampler = LagSampler(
-        lambda: consumer_group_lag(settings.kafka.bootstrap, pipeline.group, [pipeline.cdc_topic]).total,
+        lambda: (
+            consumer_group_lag(
+                settings.kafka.bootstrap, pipeline.group, [pipeline.cdc_topic], admin=admin
+            ).total
+        ),
         lambda: int(writer.written.value),
         interval_s=config.lag_interval_s,
         clock=time.time,

@@ -45,14 +45,18 @@ class GroupLag:
         return sum(partition.lag for partition in self.partitions)
 
 
-def consumer_group_lag(bootstrap: str, group: str, expected_topics: Iterable[str] = ()) -> GroupLag:
+def consumer_group_lag(
+    bootstrap: str, group: str, expected_topics: Iterable[str] = (), *, admin: AdminClient | None = None
+) -> GroupLag:
     """Lag of ``group`` on every partition it committed on, and on every partition of ``expected_topics``.
+
+    ``admin``: a client to reuse (a caller that samples the lag every second); a new one otherwise.
 
     1. Committed offsets of the group (all its topics).
     2. The partitions of those and of the expected topics that exist.
     3. Low and high watermarks of each partition, in one request each.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin or AdminClient({"bootstrap.servers": bootstrap})
     try:
         # 1. Committed offsets
         request = [ConsumerGroupTopicPartitions(group)]
