@@ -22,24 +22,17 @@ from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_js
 @pass_cli_context
 def serve(context: CliContext, host: str | None, port: int | None, stack_dir: str | None) -> None:
     """Serve the read API (search, chat, events) until interrupted."""
-    import uvicorn  # imported here: the other commands do not need the web stack
-
-    from api.app import create_app
+    from api.app import create_app  # imported here: the other commands do not need the web stack
+    from api.server import serve_with_uvicorn
 
     settings = context.settings
     logging.getLogger().setLevel(settings.log_level)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
+    serve_with_uvicorn(
+        create_app(settings),
         host=host or settings.api.host,
         port=port or settings.api.port,
-        http="h11",
-        # A long (even 1 MB) Authorization header must reach the app, which answers 401, not 400.
-        h11_max_incomplete_event_size=settings.api.max_header_bytes,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # the app logs one line per request, with its request id
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
+        api=settings.api,
+        log_level=settings.log_level,
     )
 
 

@@ -181,3 +181,94 @@ def bench_pipeline(
     for line in format_targets(report):
         stdout.print(line)
     stdout.print(f"results written to {output}, lag plot to {report.plot}")
+
+
+@bench.command("api")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A smoke run of seconds once 300 verses are indexed: few requests, 20 streams; judges no target.",
+)
+@click.option(
+    "--clients", type=click.IntRange(min=1), default=None, help="Concurrent search clients (default 16)."
+)
+@click.option(
+    "--requests", type=click.IntRange(min=1), default=None, help="Timed search requests (default 4000)."
+)
+@click.option(
+    "--streams", type=click.IntRange(min=0), default=None, help="Idle /v1/events streams held (default 1000)."
+)
+@click.option(
+    "--chat-requests",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Concurrent chat requests per round (default 200).",
+)
+@click.option(
+    "--sync-threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads of the synchronous chat baseline (default 40, AnyIO's default).",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("bench-results/api.json"),
+    show_default=True,
+    help="Where to write the JSON results; the servers' logs go to a folder next to it.",
+)
+@json_option
+@pass_cli_context
+def bench_api(
+    context: CliContext,
+    quick: bool,
+    clients: int | None,
+    requests: int | None,
+    streams: int | None,
+    chat_requests: int | None,
+    sync_threads: int | None,
+    output: Path,
+    as_json: bool,
+) -> None:
+    """The read API on the running stack: search latency and recall, cached search vs a bare
+    endpoint, memory of idle event streams, chat (SSE) vs a synchronous implementation.
+
+    Needs `tidewire up`; loads the KJV corpus into `documents` first if it is not there.
+    """
+    from rich.console import Console
+
+    from bench.api import (
+        ApiBenchConfig,
+        format_targets,
+        render_table,
+        run_api_benchmark,
+        with_overrides,
+        write_report,
+    )
+
+    config = with_overrides(
+        ApiBenchConfig.quick_run() if quick else ApiBenchConfig(),
+        search_clients=clients,
+        search_requests=requests,
+        idle_streams=streams,
+        chat_requests=chat_requests,
+        sync_threads=sync_threads,
+    )
+    console = Console(stderr=True)
+    with console.status("benchmarking the read API…") as status:
+        report = run_api_benchmark(
+            context.settings,
+            config,
+            config_file=context.config_file,
+            log_dir=output.with_name(output.stem + "-logs"),
+            progress=status.update,
+        )
+    write_report(report, output)
+    if as_json:
+        print_json(report.to_json())
+        return
+    stdout = Console() if Console().is_terminal else Console(width=150)
+    stdout.print(render_table(report))
+    for line in format_targets(report):
+        stdout.print(line)
+    stdout.print(f"results written to {output}")
