@@ -105,6 +105,25 @@ class WorkerGroup:
             f'[[pipelines]]\nname = "{self.pipeline}"\nsource_table = "public.documents"\n'
         )
 
+    def environment(self) -> dict[str, str]:
+        """Variables for a ``tidewire`` process of this group (a worker, or a command such as replay).
+
+        The group's config file replaces the session's (``TIDEWIRE_CONFIG``), so the session stack's
+        address and credentials go along as variables, which outrank any file: without them a
+        session whose stack runs on other ports would send its workers to the default stack.
+        """
+        postgres = self.settings.postgres
+        return {
+            "TIDEWIRE_CONFIG": str(self.config_file),
+            "TIDEWIRE_STATE_DIR": str(self.settings.state_dir),
+            "TIDEWIRE_POSTGRES__HOST": postgres.host,
+            "TIDEWIRE_POSTGRES__PORT": str(postgres.port),
+            "TIDEWIRE_POSTGRES__DATABASE": postgres.database,
+            "TIDEWIRE_POSTGRES__USER": postgres.user,
+            "TIDEWIRE_POSTGRES__PASSWORD": postgres.password.get_secret_value(),
+            "TIDEWIRE_KAFKA__BOOTSTRAP_SERVERS": self.settings.kafka.bootstrap,
+        }
+
     def start(self, *, wait: bool = True) -> WorkerProcess:
         if not self.config_file.exists():
             self.write_config()
@@ -124,7 +143,7 @@ class WorkerGroup:
             popen = subprocess.Popen(
                 [TIDEWIRE, "worker", "--web-port", "0", "--metrics-port", str(port)],
                 cwd=REPO_ROOT,
-                env={**os.environ, "TIDEWIRE_CONFIG": str(self.config_file)},
+                env={**os.environ, **self.environment()},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -35,7 +35,7 @@ def test_replay_from_a_timestamp_keeps_the_latest_version_and_adds_no_duplicates
     before = index_state(db, group.pipeline, document_id)
     assert len(before.chunks) > 1
 
-    env = {"TIDEWIRE_CONFIG": str(group.config_file)}
+    env = group.environment()
     refused = run_cli("replay", env=env)
     assert refused.returncode != 0
     assert refused.stderr.strip().count("\n") == 0 and "running member" in refused.stderr
