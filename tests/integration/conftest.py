@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from connectors.apply import apply_connectors
@@ -31,17 +33,47 @@ def settings() -> Settings:
     return load_settings()
 
 
+@dataclass(frozen=True)
+class StackOrigin:
+    """How this session got its stack, recorded before any test ran."""
+
+    started_by_session: bool  # False: it reuses a stack that was already running
+    documents_rows_at_start: int  # rows of public.documents at that moment
+
+    @property
+    def documents_owned_by_session(self) -> bool:
+        """Every row of ``public.documents`` was written by this run's tests.
+
+        Not so on a stack that was already running (it may serve a developer or another test run)
+        or that started on a state directory holding rows (the demo corpus, a developer's data).
+        Tests that destroy shared rows (a TRUNCATE of ``public.documents``) skip otherwise.
+        """
+        return self.started_by_session and self.documents_rows_at_start == 0
+
+
+STACK_ORIGIN = pytest.StashKey[StackOrigin]()
+
+
 @pytest.fixture(scope="session")
-def local_stack(settings: Settings) -> Iterator[LocalStack]:
+def local_stack(settings: Settings, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     """Postgres, Kafka and Connect with the default connector applied; stopped at the end if we started it."""
     stack = LocalStack(settings)
     already_running = all(state == RUNNING for state in stack.service_states().values())
     if not already_running:
         stack.up()
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        row = connection.execute("SELECT count(*) FROM public.documents").fetchone()
+    request.config.stash[STACK_ORIGIN] = StackOrigin(not already_running, int(row[0]) if row else 0)
     apply_connectors(settings)
     yield stack
     if not already_running:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack_origin(local_stack: LocalStack, request: pytest.FixtureRequest) -> StackOrigin:
+    """Whether this session started the stack, and what ``public.documents`` held then."""
+    return request.config.stash[STACK_ORIGIN]
 
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
