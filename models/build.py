@@ -3,10 +3,13 @@
 Variants (see docs/embedding.md for how they were chosen):
 
 - ``fp32``: the reference. The hand-built graph after ONNX Runtime's BERT fusions
-  (``Attention``, ``SkipLayerNormalization``, ``BiasGelu``); matches sentence-transformers.
+  (``Attention``, ``BiasGelu``); matches sentence-transformers. Residual adds stay ``Add →
+  LayerNormalization``: on the CPU that pair ran faster than the fused ``SkipLayerNormalization``
+  kernel, and on CUDA the session fuses them again at load time.
 - ``int8``: for CPUs. Per-channel, MatMul-only dynamic quantization of the *unfused* graph
   (ONNX Runtime fuses it again at load time, and ``DynamicQuantizeMatMul`` beat the quantized
-  ``QAttention`` here), keeping the MatMuls that measured most sensitive in fp32.
+  ``QAttention`` here), after splitting the few activation outlier channels out of the
+  quantized MatMuls into small fp32 ones (:mod:`models.outlier_channels`).
 - ``fp16``: for CUDA. The graph built in half precision with float32 pooling, then fused.
 
 The directory holds one folder per model with the ``.onnx`` files, the tokenizer and a
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 from pydantic import BaseModel, ValidationError
 
 from models.errors import ModelBuildError, ModelNotBuiltError
+from models.outlier_channels import OutlierPolicy
 from models.weights import ModelSource, locate_minilm
 
 if TYPE_CHECKING:
@@ -50,20 +54,11 @@ Variant = Literal["fp32", "int8", "fp16"]
 ALL_VARIANTS: tuple[Variant, ...] = get_args(Variant)
 
 # Bump when the graph, the optimization or the quantization recipe changes: it invalidates caches.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 
-# MatMuls whose int8 error hurt most (measured one at a time against the reference fixture:
-# each alone cost 0.003-0.005 of worst-case cosine). Keeping these four in fp32 lifts the worst
-# cosine from 0.973 to 0.988 for about a fifth of the int8 speed-up.
-INT8_FP32_WEIGHTS: tuple[str, ...] = (
-    "encoder.layer.4.intermediate.dense.weight",
-    "encoder.layer.0.output.dense.weight",
-    "encoder.layer.3.intermediate.dense.weight",
-    "encoder.layer.4.attention.self.value.weight",
-)
-FUSED_OPERATORS = ("Attention", "SkipLayerNormalization", "BiasGelu", "LayerNormalization")
+INT8_OUTLIER_POLICY = OutlierPolicy()
 
 
 class InputFile(BaseModel):
@@ -186,7 +181,7 @@ def _combined_inputs_hash(input_files: dict[str, InputFile]) -> str:
     recipe = {
         "builder_version": BUILDER_VERSION,
         "inputs": {name: item.sha256 for name, item in sorted(input_files.items())},
-        "int8_fp32_weights": list(INT8_FP32_WEIGHTS),
+        "int8_outliers": INT8_OUTLIER_POLICY.as_recipe(),
         "onnx": version("onnx"),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
@@ -233,15 +228,19 @@ def _build_all(
         onnx.save(plain_fp32, plain_fp32_path)
         num_heads, hidden = config.num_attention_heads, config.hidden_size
 
-        fused_fp32 = _fuse_transformer_ops(plain_fp32, num_heads, hidden, variant="fp32")
+        fused_fp32 = _fuse_transformer_ops(
+            plain_fp32, num_heads, hidden, variant="fp32", fuse_skip_layer_norm=False
+        )
         artifacts["fp32"] = _write_artifact(scratch, "fp32", fused_fp32)
 
         int8_path = scratch / "model-int8.onnx"
-        _quantize_int8(plain_fp32_path, int8_path)
+        _quantize_int8(plain_fp32_path, int8_path, source)
         artifacts["int8"] = _write_artifact(scratch, "int8", onnx.load(int8_path))
 
         plain_fp16 = build_bert_sentence_graph(config, weights, compute_dtype=np.float16)
-        fused_fp16 = _fuse_transformer_ops(plain_fp16, num_heads, hidden, variant="fp16")
+        fused_fp16 = _fuse_transformer_ops(
+            plain_fp16, num_heads, hidden, variant="fp16", fuse_skip_layer_norm=True
+        )
         artifacts["fp16"] = _write_artifact(scratch, "fp16", fused_fp16)
 
         shutil.copyfile(source.tokenizer_file, scratch / TOKENIZER_FILE)
@@ -269,9 +268,13 @@ def _build_all(
 
 
 def _fuse_transformer_ops(
-    model: onnx.ModelProto, num_heads: int, hidden_size: int, *, variant: str
+    model: onnx.ModelProto, num_heads: int, hidden_size: int, *, variant: str, fuse_skip_layer_norm: bool
 ) -> onnx.ModelProto:
-    """Apply ONNX Runtime's BERT fusions and check that every layer was fused."""
+    """Apply ONNX Runtime's BERT fusions and check that every layer was fused.
+
+    ``fuse_skip_layer_norm`` False keeps ``Add → LayerNormalization`` (faster on the CPU; the CUDA
+    session fuses it at load time).
+    """
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -279,6 +282,7 @@ def _fuse_transformer_ops(
     options = FusionOptions("bert")
     # Symbolic shape inference needs sympy; the graph is regular enough to fuse without it.
     options.enable_shape_inference = False
+    options.enable_skip_layer_norm = fuse_skip_layer_norm
     # opt_level 0: Python fusions only. Levels ≥ 1 pre-optimize through onnxruntime with
     # provider-specific output (and import torch); the session applies those at load time anyway.
     with _quiet_onnxruntime_transformers():
@@ -292,10 +296,10 @@ def _fuse_transformer_ops(
         )
     fused = optimizer.model
     counts = _operator_counts(fused)
-    if (
-        counts.get("Attention", 0) != expected_layers
-        or counts.get("SkipLayerNormalization", 0) != 2 * expected_layers
-    ):
+    residual_norms = counts.get("SkipLayerNormalization" if fuse_skip_layer_norm else "LayerNormalization", 0)
+    # Unfused, the embeddings' LayerNorm counts too.
+    expected_norms = 2 * expected_layers + (0 if fuse_skip_layer_norm else 1)
+    if counts.get("Attention", 0) != expected_layers or residual_norms != expected_norms:
         raise ModelBuildError(
             f"{variant}: transformer fusion incomplete ({counts}); "
             f"the graph no longer matches onnxruntime's BERT patterns"
@@ -326,28 +330,37 @@ def _quiet_onnxruntime_transformers() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _quantize_int8(plain_fp32_path: Path, int8_path: Path) -> None:
+def _quantize_int8(plain_fp32_path: Path, int8_path: Path, source: ModelSource) -> None:
+    """Split the outlier channels out (in fp32), then quantize every other weight MatMul to int8."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from tokenizers import Tokenizer
 
-    model = onnx.load(plain_fp32_path, load_external_data=False)
-    kept_in_fp32 = [
-        node.name
-        for node in model.graph.node
-        if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in INT8_FP32_WEIGHTS
-    ]
-    if len(kept_in_fp32) != len(INT8_FP32_WEIGHTS):
-        raise ModelBuildError(
-            f"int8: expected {len(INT8_FP32_WEIGHTS)} MatMuls to keep in fp32, found {kept_in_fp32}"
-        )
+    from models.outlier_channels import calibration_token_ids, measure_channel_maxima, split_outlier_channels
+
+    model = onnx.load(plain_fp32_path)
+    tokenizer = Tokenizer.from_file(str(source.tokenizer_file))
+    special = {name: tokenizer.token_to_id(name) for name in ("[CLS]", "[SEP]")}
+    if None in special.values():
+        raise ModelBuildError(f"int8: {source.tokenizer_file} has no [CLS]/[SEP] token")
+    calibration = calibration_token_ids(
+        tokenizer.get_vocab(), cls_id=special["[CLS]"], sep_id=special["[SEP]"], policy=INT8_OUTLIER_POLICY
+    )
+    split = split_outlier_channels(model, measure_channel_maxima(model, calibration), INT8_OUTLIER_POLICY)
+    if not split.float_matmul_names:
+        raise ModelBuildError("int8: no activation outlier channels found; the calibration looks broken")
+    logger.info("int8: outlier channels kept in fp32: %s", split.channels)
+    split_path = plain_fp32_path.with_name("split-fp32.onnx")
+    onnx.save(split.model, split_path)
     with _without_preprocessing_advice():
         quantize_dynamic(
-            plain_fp32_path,
+            split_path,
             int8_path,
             op_types_to_quantize=["MatMul"],
             per_channel=True,
             weight_type=QuantType.QInt8,
-            nodes_to_exclude=kept_in_fp32,
+            # The small outlier MatMuls stay fp32: keeping them out of int8 is their whole point.
+            nodes_to_exclude=split.float_matmul_names,
             # Only weight MatMuls: quantizing Q·K and attention·V activations costs accuracy for little.
             extra_options={"MatMulConstBOnly": True},
         )

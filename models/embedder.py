@@ -60,6 +60,16 @@ def default_thread_count() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
+def default_pad_multiple(provider: Provider, cpu_memory_arena: bool) -> int:
+    """Shape buckets only where memory is kept per shape: the CUDA arena, or the CPU arena when on.
+
+    On the CPU with the arena and memory patterns off nothing is cached per shape, so padding each
+    batch only to its longest row is free of memory growth and saved 10-15% of the inference time
+    on verses (8-token buckets padded a 39-token average by 3.5 tokens).
+    """
+    return 8 if provider == "cuda" or cpu_memory_arena else 1
+
+
 @dataclass(frozen=True)
 class EmbedderOptions:
     """Runtime choices of one :class:`Embedder`, resolved from :class:`EmbeddingSettings`."""
@@ -83,7 +93,8 @@ class EmbedderOptions:
             limits=BatchLimits(
                 max_rows=settings.max_batch_rows,
                 max_tokens=settings.max_batch_tokens,
-                pad_multiple=settings.pad_multiple,
+                pad_multiple=settings.pad_multiple
+                or default_pad_multiple(provider, settings.cpu_memory_arena),
                 max_length=max_tokens,
             ),
             cpu_memory_arena=settings.cpu_memory_arena,
@@ -217,8 +228,14 @@ def _create_session(model_path: Path, options: EmbedderOptions) -> ort.Inference
         ]
     else:
         providers = [_ORT_PROVIDERS["cpu"]]
+    # ONNX Runtime's CPU SkipLayerNormalization kernel measured slower than the Add and
+    # LayerNormalization it replaces (a profile of the int8 model: 19% of the time vs 6%), so on
+    # the CPU residual adds stay unfused; CUDA keeps the fusion.
+    disabled_optimizers = ["SkipLayerNormFusion"] if options.provider == "cpu" else None
     try:
-        session = ort.InferenceSession(str(model_path), session_options, providers=providers)
+        session = ort.InferenceSession(
+            str(model_path), session_options, providers=providers, disabled_optimizers=disabled_optimizers
+        )
     except Exception as error:  # onnxruntime's exception classes are not importable portably
         raise EmbeddingError(
             f"cannot load {model_path}: {error}; rebuild with `tidewire model build --force`"

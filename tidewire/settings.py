@@ -230,7 +230,12 @@ class EmbeddingSettings(BaseModel):
     max_batch_tokens: int = Field(default=8192, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0, description="How long the batcher waits to fill a batch")
     pad_multiple: int = Field(
-        default=8, ge=1, description="Padded lengths are rounded up to this (shape buckets)"
+        default=0,
+        ge=0,
+        description=(
+            "Padded lengths are rounded up to this (shape buckets); 0: 1 on the CPU without the arena "
+            "(no memory is kept per shape there), else 8"
+        ),
     )
     cpu_memory_arena: bool = Field(
         default=False,
