@@ -117,13 +117,12 @@ class DedicatedPipeline:
 
     # -- set-up ---------------------------------------------------------------------------------
     def set_up(self, worker_count: int) -> None:
-        """Everything the benchmark needs, on the running stack.
+        """Everything the benchmark needs, on the running stack (call :meth:`remove` first, for leftovers).
 
         1. Refuse if the user's own settings already use the bench pipeline's name or table.
-        2. Remove what an interrupted earlier run may have left.
-        3. Create the table; add it to the connector (publication and captured tables).
-        4. Create the bench topics; the bench group starts at their end.
-        5. Start ``worker_count`` workers and wait until each has loaded the model and joined.
+        2. Create the table; add it to the connector (publication and captured tables).
+        3. Create the bench topics; the bench group starts at their end.
+        4. Start ``worker_count`` workers and wait until each has loaded the model and joined.
         """
         # 1. Collisions
         for pipeline in self.settings.pipelines:
@@ -132,13 +131,11 @@ class DedicatedPipeline:
                     f"pipeline {pipeline.name!r} ({pipeline.source_table}) is the benchmark's own "
                     f"({BENCH_PIPELINE}, {BENCH_TABLE}); rename it in tidewire.toml to run the benchmark"
                 )
-        # 2. Leftovers
-        self.remove()
-        # 3. Table and connector
+        # 2. Table and connector
         self.progress(f"creating {BENCH_TABLE} and adding it to the connector")
         self._execute(_CREATE_TABLE)
         apply_connectors(self._connector_settings())
-        # 4. Topics and offsets
+        # 3. Topics and offsets
         topics = worker_topics(self.worker_settings)
         created = ensure_topics(self.worker_settings, topics)
         # New topics are empty, so the group starts at their end anyway (and a topic this new may
@@ -146,7 +143,7 @@ class DedicatedPipeline:
         left_over = [topic for topic in topics if topic not in created]
         if left_over:
             reset_offsets(self.worker_settings, self.group, left_over, "latest")
-        # 5. Workers
+        # 4. Workers
         for index in range(worker_count):
             self.progress(f"starting bench worker {index + 1}/{worker_count}")
             self.workers.append(self._start_worker(index))

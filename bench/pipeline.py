@@ -270,7 +270,9 @@ def run_pipeline_benchmark(
     notes: list[str] = []
     if config.quick:
         notes.append("quick smoke run: too short for its numbers to mean anything; targets not judged")
-    # 2. Set-up
+    # 2. Set-up, after removing what an interrupted earlier run left (this also fails fast, and
+    # with nothing to undo, when the stack is not up)
+    pipeline.remove()
     try:
         pipeline.set_up(config.workers)
         # 3. Full corpus
