@@ -19,6 +19,18 @@ from tidewire.runtime.state import StatePaths
 from tidewire.settings import KafkaSettings
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes in URL-safe base64, never starting with '-'.
+
+    The storage tool would read an id that starts with '-' as an option and refuse to format
+    (one id in 64 does); Kafka's own ``Uuid.randomUuid`` draws again in that case, and so do we.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class KafkaBroker:
     """The single-node KRaft broker of the local stack."""
 
@@ -65,7 +77,7 @@ class KafkaBroker:
         if (self.paths.kafka_data / "meta.properties").exists():
             return
         self.paths.kafka_data.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         command = [
             str(java.executable), "-Xmx256m", f"-Dlog4j2.configurationFile={self.paths.config / 'log4j2.properties'}",
             "-cp", self.jars.classpath(), "kafka.tools.StorageTool",

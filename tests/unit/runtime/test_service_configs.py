@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+
+import pytest
 
 from connectors.debezium_config import default_connector_spec, render_connector_config
 from tidewire.runtime.connect import ConnectWorker
 from tidewire.runtime.jars import JarLayout
-from tidewire.runtime.kafka import KafkaBroker
+from tidewire.runtime.kafka import KafkaBroker, new_cluster_id
 from tidewire.runtime.processes import ProcessRegistry
 from tidewire.runtime.state import StatePaths
 from tidewire.settings import Settings
@@ -55,3 +58,12 @@ def test_a_long_state_directory_gets_a_short_socket_directory(tmp_path: Path) ->
     paths = StatePaths(tmp_path / ("x" * 120))
     assert len(str(paths.postgres_socket_dir)) < 80
     assert StatePaths(Path("/s")).postgres_socket_dir == Path("/s/postgres/socket")
+
+
+def test_a_kraft_cluster_id_never_reads_as_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xf8 0x... encodes to "-..." in URL-safe base64: the first draw must be thrown away.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    cluster_id = new_cluster_id()
+    assert cluster_id == "AQEBAQEBAQEBAQEBAQEBAQ"
+    assert len(cluster_id) == 22
