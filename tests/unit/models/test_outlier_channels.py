@@ -26,7 +26,9 @@ def _two_matmul_graph(weights: list[np.ndarray]) -> onnx.ModelProto:
     ]
     for index, weight in enumerate(weights):
         initializers.append(numpy_helper.from_array(weight, f"w{index}"))
-        nodes.append(helper.make_node("MatMul", ["normed", f"w{index}"], [f"y{index}"], name=f"matmul{index}"))
+        nodes.append(
+            helper.make_node("MatMul", ["normed", f"w{index}"], [f"y{index}"], name=f"matmul{index}")
+        )
     nodes.append(helper.make_node("Add", ["y0", "y1"], ["y"], name="sum"))
     graph = helper.make_graph(
         nodes,
