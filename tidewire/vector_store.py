@@ -2,10 +2,10 @@
 
 The streams side hands :meth:`VectorStore.write_batch` a whole micro-batch of upserts and deletes;
 it is applied in one transaction and one database round trip (a single call of the
-``tidewire_write_batch`` function of migration 0002, in autocommit mode, with every vector sent in
-binary). Ordering is latest-wins on the Debezium source LSN of each document: a write applies only
-if its LSN is at least the stored one, and a delete leaves a tombstone behind so that an older,
-replayed upsert cannot bring the document back.
+``tidewire_write_batch`` function of migrations 0002 and 0006, in autocommit mode, with every vector
+sent in binary). Ordering is latest-wins on the Debezium source LSN of each document: a write applies
+only if its LSN is at least the stored one and not below its pipeline's last TRUNCATE, and a delete
+leaves a tombstone behind so that an older, replayed upsert cannot bring the document back.
 """
 
 from __future__ import annotations
@@ -119,22 +119,9 @@ _STORED_VERSIONS_SQL = (
     "ON s.pipeline = k.pipeline AND s.document_id = k.document_id"
 )
 
-# Tombstones every live document of the pipeline last written before the TRUNCATE, and their chunks.
-_TRUNCATE_SQL = """
-WITH gone AS (
-  UPDATE public.tidewire_document_state
-  SET deleted = true, chunk_count = 0, text_hash = '', source_lsn = %(lsn)s,
-      source_committed_at = %(committed_at)s, indexed_at = clock_timestamp()
-  WHERE pipeline = %(pipeline)s AND source_lsn < %(lsn)s AND NOT deleted
-  RETURNING document_id
-),
-removed AS (
-  DELETE FROM public.tidewire_chunks AS c
-  USING gone
-  WHERE c.pipeline = %(pipeline)s AND c.document_id = gone.document_id
-)
-SELECT count(*) FROM gone
-"""
+# Records the pipeline's truncate position (write_batch then skips older writes), tombstones every
+# live document of the pipeline last written before the TRUNCATE, and removes their chunks (migration 0006).
+_TRUNCATE_SQL = "SELECT public.tidewire_truncate_pipeline(%(pipeline)s, %(lsn)s, %(committed_at)s)"
 
 
 def plan_batch(writes: Sequence[Write], *, dimension: int = DEFAULT_DIMENSION) -> tuple[list[Any], ...]:
@@ -246,7 +233,8 @@ class VectorStore:
         """Apply a batch in ONE transaction and ONE database round trip; outcomes in input order.
 
         Latest-wins per document; surplus chunks go when a text gets shorter; a delete removes the
-        chunks and keeps a tombstone; several writes of one document are applied in LSN order.
+        chunks and keeps a tombstone; several writes of one document are applied in LSN order; a
+        write below its pipeline's last :meth:`truncate` is skipped (``applied`` False).
         Raises :class:`VectorStoreUnavailableError` (retry the batch) when Postgres cannot be reached.
         """
         if not writes:
@@ -274,7 +262,10 @@ class VectorStore:
     async def truncate(self, pipeline: str, position: SourcePosition) -> int:
         """A TRUNCATE of the source table: tombstone every document of ``pipeline`` older than ``position``.
 
-        Returns how many documents were removed.
+        The position is also recorded for the pipeline (the highest one is kept), and from then on
+        :meth:`write_batch` skips every write of the pipeline below it: an insert committed before the
+        TRUNCATE but consumed after it (it sat on another partition) cannot index a row that is gone,
+        even when the document had no state to tombstone. Returns how many documents were removed.
         """
         params = {"pipeline": pipeline, "lsn": position.lsn, "committed_at": position.committed_at}
         rows = await self._fetch(_TRUNCATE_SQL, params)

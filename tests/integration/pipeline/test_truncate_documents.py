@@ -168,8 +168,9 @@ def test_truncate_of_the_default_table_empties_its_pipeline_and_later_rows_are_i
     before = [new_id(f"before-{index}") for index in range(12)]
     insert_verses(db, before)
     wait_until_indexed(db, chunker, pipeline, before, timeout_s=120)
-    # Everything written before the truncate is indexed first: a truncate only tombstones what the
-    # index holds at the time, so an older event consumed after it would bring its row back.
+    # Everything written before the truncate is indexed first, so each of these rows has a state the
+    # truncate tombstones (counted below); an older insert consumed after the truncate would only be
+    # skipped, leaving no state row at all.
     owned_documents_table.wait_until_caught_up()
     assert pipeline_counts(db, pipeline)[1] >= len(before)
 

@@ -42,6 +42,7 @@ def pipeline_name(local_stack: LocalStack, settings: Settings) -> Iterator[str]:
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
         connection.execute("DELETE FROM tidewire_chunks WHERE pipeline = %s", (name,))
         connection.execute("DELETE FROM tidewire_document_state WHERE pipeline = %s", (name,))
+        connection.execute("DELETE FROM tidewire_pipeline_truncations WHERE pipeline = %s", (name,))
 
 
 def open_pool(dsn: str) -> psycopg_pool.AsyncConnectionPool:

@@ -1,4 +1,4 @@
-"""Migration 0002 in a scratch database: upgrade creates, downgrade removes exactly what it made."""
+"""Migrations 0002 and 0006 in a scratch database: upgrade creates, downgrade removes exactly what it made."""
 
 from __future__ import annotations
 
@@ -52,3 +52,33 @@ def test_upgrade_then_downgrade_restores_0001(scratch_database: PostgresSettings
     assert _schema(scratch_database) == at_0001
     database.upgrade(scratch_database, "0002")
     assert _schema(scratch_database) == at_0002
+
+
+def _function_definitions(postgres: PostgresSettings) -> dict[str, str]:
+    with psycopg.connect(postgres.dsn()) as connection:
+        return {
+            name: definition
+            for name, definition in connection.execute(
+                "SELECT proname, pg_get_functiondef(oid) FROM pg_proc "
+                "WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'tidewire%'"
+            )
+        }
+
+
+def test_0006_adds_truncate_positions_and_downgrade_restores_0005(scratch_database: PostgresSettings) -> None:
+    database.upgrade(scratch_database, "0005")
+    at_0005 = _schema(scratch_database), _function_definitions(scratch_database)
+    database.upgrade(scratch_database, "0006")
+    at_0006 = _schema(scratch_database), _function_definitions(scratch_database)
+
+    schema, functions = at_0006
+    assert schema["tables"] - at_0005[0]["tables"] == {"tidewire_pipeline_truncations"}
+    assert set(functions) - set(at_0005[1]) == {"tidewire_truncate_pipeline"}
+    assert "tidewire_pipeline_truncations" in functions["tidewire_write_batch"]
+    assert functions["tidewire_write_batch"] != at_0005[1]["tidewire_write_batch"]
+
+    database.downgrade(scratch_database, "0005")
+    # 0002's write function to the letter, the table and the truncate function gone.
+    assert (_schema(scratch_database), _function_definitions(scratch_database)) == at_0005
+    database.upgrade(scratch_database, "0006")
+    assert (_schema(scratch_database), _function_definitions(scratch_database)) == at_0006

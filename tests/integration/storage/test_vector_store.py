@@ -11,18 +11,20 @@ import numpy
 import psycopg
 import psycopg_pool
 import pytest
-from pgvector.psycopg import register_vector
+from pgvector.psycopg import register_vector, register_vector_async
 
 from tests.integration.storage.conftest import StoreRunner, open_pool
 from tests.integration.storage.wire_counter import RoundTripCounter
 from tidewire.errors import InvalidVectorWriteError, VectorStoreUnavailableError
 from tidewire.settings import Settings
+from tidewire.vector_store import _WRITE_BATCH_SQL as WRITE_BATCH_SQL
 from tidewire.vector_store import (
     ChunkVector,
     DocumentDelete,
     DocumentUpsert,
     SourcePosition,
     VectorStore,
+    plan_batch,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -291,6 +293,143 @@ def test_truncate_tombstones_older_documents_only(
     }
     assert stored_chunks(settings, pipeline_name, "old-2") == []
     assert [row["chunk_text"] for row in stored_chunks(settings, pipeline_name, "after")] == ["d"]
+
+
+def truncate_position(settings: Settings, pipeline: str) -> int | None:
+    with psycopg.connect(settings.postgres.dsn()) as connection:
+        row = connection.execute(
+            "SELECT truncated_lsn FROM tidewire_pipeline_truncations WHERE pipeline = %s", (pipeline,)
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def test_older_writes_of_unknown_documents_after_a_truncate_are_skipped(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    """The race: the truncate (no key, one partition) is applied before an older insert of a row that
+    was never indexed (another partition). The row is gone at the source, so nothing may appear."""
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        removed = await store.truncate(pipeline_name, position(20))
+        outcomes = await store.write_batch(
+            [
+                upsert(pipeline_name, "late", 15, ["committed before the truncate"]),
+                delete(pipeline_name, "late-delete", 12),
+                upsert(pipeline_name, "at-truncate", 20, ["same position as the truncate"]),
+                upsert(pipeline_name, "after", 30, ["written after the truncate"]),
+            ]
+        )
+        keys = [(pipeline_name, key) for key in ("late", "late-delete", "at-truncate", "after")]
+        return removed, outcomes, await store.stored_versions(keys)
+
+    removed, outcomes, versions = run_with_store(body)
+    assert removed == 0
+    assert [(o.document_id, o.applied) for o in outcomes] == [
+        ("late", False),
+        ("late-delete", False),
+        ("at-truncate", True),
+        ("after", True),
+    ]
+    assert (outcomes[0].deleted, outcomes[0].chunk_count) == (False, 0)
+    # No state row either: a later, newer insert of "late" is indexed as a new document.
+    assert sorted(key[1] for key in versions) == ["after", "at-truncate"]
+    assert stored_chunks(settings, pipeline_name, "late") == []
+    assert [row["chunk_text"] for row in stored_chunks(settings, pipeline_name, "after")] == [
+        "written after the truncate"
+    ]
+    assert truncate_position(settings, pipeline_name) == 20
+
+
+def test_the_highest_truncate_position_is_kept(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.truncate(pipeline_name, position(50))
+        # A replayed older truncate must not lower the position and let older writes back in.
+        await store.truncate(pipeline_name, position(20))
+        return await store.write_batch(
+            [
+                upsert(pipeline_name, "between", 40, ["between the truncates"]),
+                upsert(f"{pipeline_name}-other", "x", 40, None),
+            ]
+        )
+
+    between, other = run_with_store(body)
+    assert not between.applied
+    # Another pipeline's writes are not held back by this pipeline's truncate.
+    assert other.applied
+    assert truncate_position(settings, pipeline_name) == 50
+    assert stored_chunks(settings, pipeline_name, "between") == []
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        connection.execute(
+            "DELETE FROM tidewire_document_state WHERE pipeline = %s", (f"{pipeline_name}-other",)
+        )
+
+
+async def _wait_until_blocked_on_a_lock(pool: psycopg_pool.AsyncConnectionPool, what: str) -> None:
+    """Until another session waits for an advisory lock (the truncate lock of migration 0006)."""
+    async with pool.connection() as connection:
+        for _ in range(200):
+            cursor = await connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                " AND pid <> pg_backend_pid() AND datname = current_database()"
+            )
+            row = await cursor.fetchone()
+            await connection.rollback()
+            if row is not None and row[0] > 0:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} never waited for the truncate lock")
+
+
+def test_a_write_batch_during_an_uncommitted_truncate_waits_and_then_skips_older_writes(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    """Two workers at the same moment: while the truncate's transaction is open, a batch with an
+    older insert of a new document waits for it, then sees its position (under READ COMMITTED it
+    would otherwise miss the uncommitted position, and the truncate would miss its row)."""
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.postgres.dsn()) as truncating:
+            await truncating.execute(
+                "SELECT tidewire_truncate_pipeline(%s, %s, %s)",
+                (pipeline_name, 20, position(20).committed_at),
+            )
+            write = asyncio.create_task(
+                store.write_batch([upsert(pipeline_name, "late", 15, ["before the truncate"])])
+            )
+            await _wait_until_blocked_on_a_lock(pool, "the write batch")
+            assert not write.done()
+            await truncating.commit()
+        return await write
+
+    (late,) = run_with_store(body)
+    assert not late.applied
+    assert stored_chunks(settings, pipeline_name, "late") == []
+
+
+def test_a_truncate_during_an_uncommitted_write_batch_waits_and_then_removes_its_documents(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    """The other order: the batch's transaction is open when the truncate comes; the truncate waits
+    for it and then tombstones what it wrote."""
+    batch = plan_batch([upsert(pipeline_name, "late", 15, ["before the truncate"])])
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        async with await psycopg.AsyncConnection.connect(settings.postgres.dsn()) as writing:
+            await register_vector_async(writing)
+            # The very statement VectorStore.write_batch sends, in a transaction left open.
+            await writing.execute(WRITE_BATCH_SQL, batch)
+            truncate = asyncio.create_task(store.truncate(pipeline_name, position(20)))
+            await _wait_until_blocked_on_a_lock(pool, "the truncate")
+            assert not truncate.done()
+            await writing.commit()
+        return await truncate, await store.stored_versions([(pipeline_name, "late")])
+
+    removed, versions = run_with_store(body)
+    assert removed == 1
+    assert versions[(pipeline_name, "late")].deleted
+    assert stored_chunks(settings, pipeline_name, "late") == []
 
 
 def test_invalid_vectors_are_refused_before_any_write(
