@@ -1,6 +1,6 @@
 """The FastAPI application: :func:`create_app` builds it from settings; its lifespan opens the
 database pool, loads the embedding model, builds the chat provider chain and starts the one
-notifications consumer, and closes them in reverse order on shutdown."""
+notifications consumer (which also invalidates the search response cache and the semantic cache), and closes them in reverse order on shutdown."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from api.middleware import RequestContextMiddleware
 from api.rate_limit import RateLimiter
 from api.routers import chat, documents, events, health, search
 from api.search import SearchService
+from api.search_cache import SearchResultCache
 from tidewire.events.codec import make_event_codec
 from tidewire.settings import Settings
 
@@ -62,6 +63,13 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
             buffer_size=api.events_buffer,
             client_queue=api.events_client_queue,
         )
+        search_cache = SearchResultCache(
+            max_entries=api.search_cache_entries,
+            max_bytes=api.search_cache_max_bytes,
+            ttl_s=api.search_cache_ttl_s,
+            epoch=lambda: hub.live_epoch,
+        )
+        hub.add_listener(search_cache.invalidate)
         hub.add_listener(cache.invalidate)
         hub.start()
         pepper = api.key_pepper.get_secret_value().encode() if api.key_pepper else None
@@ -82,6 +90,7 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
             ),
             hub=hub,
             metrics=metrics,
+            search_cache=search_cache,
         )
         try:
             yield

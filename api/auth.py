@@ -17,6 +17,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -94,12 +95,19 @@ class KeyVerifier:
     """
 
     def __init__(
-        self, pool: AsyncConnectionPool, *, pepper: bytes | None, ttl_s: float, max_entries: int = 10_000
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        pepper: bytes | None,
+        ttl_s: float,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self._pepper = pepper
         self._ttl_s = ttl_s
         self._max_entries = max_entries
+        self._clock = clock
         self._cache: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
 
     async def verify(self, authorization: str | None) -> Principal:
@@ -110,7 +118,7 @@ class KeyVerifier:
             raise UnauthorizedError()
         digest = hash_key(token, self._pepper)
         cached = self._cache.get(digest)
-        now = time.monotonic()
+        now = self._clock()
         if cached is not None and cached[1] > now:
             self._cache.move_to_end(digest)
             return cached[0]

@@ -115,10 +115,18 @@ class NotificationHub:
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.last_error: str | None = "not started"
+        self._epoch = 0
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def live_epoch(self) -> int | None:
+        """Which connection of the consumer is live (it grows at every reconnect); None while it is
+        not connected. Caches invalidated by notifications trust their entries only within one epoch,
+        since notifications may be missed between two."""
+        return self._epoch if self.ready.is_set() else None
 
     def add_listener(self, listener: InvalidationListener) -> None:
         """``listener(tenant_id, {document_id: indexed_at})`` is awaited for every consumed batch."""
@@ -208,6 +216,7 @@ class NotificationHub:
                 await consumer.start()
                 await self._assign(consumer)
                 self.last_error = None
+                self._epoch += 1
                 self.ready.set()
                 await self._consume(consumer)
             except asyncio.CancelledError:

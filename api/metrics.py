@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass(frozen=True)
 class ApiMetrics:
+    """The API's metrics. Children used on every request are bound once (``labels()`` takes a lock
+    and builds a key on each call)."""
+
     registry: CollectorRegistry
     requests: Counter
     latency: Histogram
     chat_answers: Counter
     sse_clients: Gauge
     query_cache: Counter
+    search_cache: Counter
+    search_cache_hits: Any  # search_cache's children, bound once
+    search_cache_misses: Any
+    search_cache_bypasses: Any
 
     @classmethod
     def create(cls) -> ApiMetrics:
         registry = CollectorRegistry()
+        search_cache = Counter(
+            "tidewire_api_search_cache",
+            "Searches by response-cache result (hit, miss, bypass: after= given or cache off)",
+            ["result"],
+            registry=registry,
+        )
         return cls(
             registry=registry,
             requests=Counter(
@@ -46,4 +60,8 @@ class ApiMetrics:
                 ["result"],
                 registry=registry,
             ),
+            search_cache=search_cache,
+            search_cache_hits=search_cache.labels("hit"),
+            search_cache_misses=search_cache.labels("miss"),
+            search_cache_bypasses=search_cache.labels("bypass"),
         )

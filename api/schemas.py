@@ -11,6 +11,26 @@ MAX_QUERY_CHARS = 2_000
 MAX_K = 100
 
 
+class SearchQuery(BaseModel):
+    """The query parameters of ``GET /v1/search``, validated in one pass (one model instead of five
+    parameters: FastAPI resolves each declared parameter separately on every request)."""
+
+    q: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="The query text")
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    mode: Literal["vector", "hybrid"] = "vector"
+    filter: str | None = Field(
+        default=None,
+        max_length=4_096,
+        description='JSON object the chunk metadata must contain: {"lang":"en"}',
+    )
+    after: str | None = Field(
+        default=None,
+        max_length=1_100,
+        description="Read-your-writes token: <document_id>@<ISO-8601 time> or "
+        "<document_id>@lsn:<pg_lsn> (docs/api.md)",
+    )
+
+
 class SearchHitPublic(BaseModel):
     document_id: str
     chunk_index: int

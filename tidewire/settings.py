@@ -184,6 +184,17 @@ class ApiSettings(BaseModel):
     )
     database_pool_size: int = Field(default=8, ge=1)
     query_cache_size: int = Field(default=1_024, ge=0, description="Query embeddings kept (LRU); 0: off")
+    search_cache_entries: int = Field(
+        default=1_024, ge=0, description="Search answers kept for repeated identical searches (LRU); 0: off"
+    )
+    search_cache_max_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=0, description="Bound on the serialized hits the search cache keeps"
+    )
+    search_cache_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Longest life of a cached search answer; notifications of the tenant drop it sooner",
+    )
     hnsw_ef_search: int = Field(default=100, ge=1, le=1_000)
     iterative_scan: Literal["relaxed_order", "strict_order", "off"] = Field(
         default="relaxed_order",

@@ -25,9 +25,10 @@ class CountingVerifier(KeyVerifier):
     """The real verifier with the table lookup answered from a dict (no database in unit tests)."""
 
     def __init__(self, rows: dict[str, dict[str, Any]], ttl_s: float = 0.0) -> None:
-        super().__init__(None, pepper=None, ttl_s=ttl_s)  # type: ignore[arg-type]
+        super().__init__(None, pepper=None, ttl_s=ttl_s, clock=lambda: self.now)  # type: ignore[arg-type]
         self.rows = rows
         self.lookups = 0
+        self.now = 1_000.0
 
     async def _lookup(self, key_id: str) -> dict[str, Any] | None:
         self.lookups += 1
@@ -92,3 +93,15 @@ async def test_verified_keys_are_cached_for_the_ttl_only_when_valid() -> None:
     assert verifier.lookups == 1
     verifier.rows.clear()
     assert (await verifier.verify(f"Bearer {KEY}")).tenant_id == "acme"  # within the TTL
+
+
+async def test_a_revoked_key_is_refused_once_its_cache_entry_expires() -> None:
+    verifier = CountingVerifier({KEY_ID: row()}, ttl_s=5)
+    await verifier.verify(f"Bearer {KEY}")
+    verifier.rows[KEY_ID] = row(revoked=True)
+    verifier.now += 4.9
+    assert (await verifier.verify(f"Bearer {KEY}")).tenant_id == "acme"  # cached: within api.key_cache_ttl_s
+    verifier.now += 0.2
+    with pytest.raises(UnauthorizedError):
+        await verifier.verify(f"Bearer {KEY}")
+    assert verifier.lookups == 2
