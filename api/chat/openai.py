@@ -9,6 +9,12 @@ Steps of one generation (:meth:`OpenAICompatibleProvider.stream`):
    timeout (``first_token_timeout_s`` before the first token, ``timeout_s`` after) fails;
 4. record success or failure on the breaker. Cancelling the iteration closes the HTTP stream,
    which is what cancels the upstream generation.
+
+The HTTP client is one aiohttp session per provider (connection pool reused across answers),
+created on first use inside the running loop. aiohttp rather than httpx: a streamed answer is
+read line by line, and httpx/httpcore spend several times aiohttp's CPU per received chunk
+(locks, async-library detection and decoding layers on every read) — the largest part of an
+answer's CPU when hundreds stream at once.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 
-import httpx
+import aiohttp
 
 from api.chat.base import ChatRequest, CircuitOpenError, ProviderError, Usage
 from api.chat.breaker import CircuitBreaker
@@ -50,19 +56,32 @@ def backoff_s(attempt: int) -> float:
 
 
 class OpenAICompatibleProvider:
-    def __init__(self, config: OpenAIChatProvider, *, client: httpx.AsyncClient | None = None) -> None:
+    """One OpenAI-compatible endpoint: streaming, retries before the first token, circuit breaker."""
+
+    def __init__(self, config: OpenAIChatProvider) -> None:
         self.config = config
         self.name = config.name
         self.model: str | None = config.model
         self.breaker = CircuitBreaker(failures=config.breaker_failures, reset_s=config.breaker_reset_s)
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
-        )
+        self._session: aiohttp.ClientSession | None = None
         self._url = config.base_url.rstrip("/") + "/chat/completions"
 
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512),
+                # Only connecting is bounded here: reads are bounded per line by _read_deltas
+                # (first_token_timeout_s, then timeout_s), and the response head by _stream_once.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
+                raise_for_status=False,
+            )
+        return self._session
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def stream(self, request: ChatRequest, usage: Usage) -> AsyncIterator[str]:
         # 1. Circuit open: do not even try.
@@ -113,55 +132,67 @@ class OpenAICompatibleProvider:
             "max_tokens": self.config.max_tokens,
             "temperature": self.config.temperature,
         }
+        response: aiohttp.ClientResponse | None = None
+        finished = False
         try:
-            async with self._client.stream(
-                "POST",
-                self._url,
-                json=body,
-                headers=headers,
-                timeout=httpx.Timeout(
-                    self.config.first_token_timeout_s, connect=self.config.connect_timeout_s
-                ),
-            ) as response:
-                if response.status_code != 200:
-                    await _raise_for_status(self.name, response)
-                async for piece in self._read_deltas(response, usage):
-                    yield piece
-        except httpx.TimeoutException as error:
+            # The response head must come within first_token_timeout_s too.
+            async with asyncio.timeout(self.config.first_token_timeout_s):
+                response = await self._client().post(self._url, json=body, headers=headers)
+            if response.status != 200:
+                await _raise_for_status(self.name, response)
+            async for piece in self._read_deltas(response, usage):
+                yield piece
+            finished = True
+        except TimeoutError as error:  # also aiohttp's connect timeouts, which subclass it
             raise ProviderError(
                 f"provider {self.name} timed out ({type(error).__name__})",
                 retryable=True,
                 code="provider_timeout",
             ) from error
-        except httpx.TransportError as error:
+        except aiohttp.ClientError as error:
             raise ProviderError(
                 f"provider {self.name} unreachable: {type(error).__name__}",
                 retryable=True,
                 code="provider_unreachable",
             ) from error
+        finally:
+            if response is not None:
+                if finished:
+                    response.release()  # read to the end: the connection goes back to the pool
+                else:
+                    # Cancelled, failed or abandoned mid-stream: closing the connection is what
+                    # tells the upstream server to stop generating. The transport closes its socket
+                    # on the loop's next turn: take that turn now, so the upstream sees it before
+                    # the caller hears of the failure.
+                    response.close()
+                    await asyncio.sleep(0)
 
-    async def _read_deltas(self, response: httpx.Response, usage: Usage) -> AsyncIterator[str]:
+    async def _read_deltas(self, response: aiohttp.ClientResponse, usage: Usage) -> AsyncIterator[str]:
         # 3. Server-sent `data:` lines until `[DONE]`.
-        lines = response.aiter_lines()
         first = True
         while True:
             timeout_s = self.config.first_token_timeout_s if first else self.config.timeout_s
             try:
-                line = await asyncio.wait_for(anext(lines), timeout_s)
-            except StopAsyncIteration:
-                return
+                async with asyncio.timeout(timeout_s):
+                    raw = await response.content.readline()
             except TimeoutError:
-                with contextlib.suppress(Exception):
-                    await lines.aclose()  # type: ignore[attr-defined]
                 raise ProviderError(
                     f"provider {self.name} went silent for {timeout_s:.0f}s",
                     retryable=True,
                     code="provider_timeout",
                 ) from None
-            if not line.startswith("data:"):
+            except ValueError as error:  # a line longer than the reader's limit
+                raise ProviderError(
+                    f"provider {self.name} sent an overlong stream line",
+                    retryable=False,
+                    code="provider_protocol",
+                ) from error
+            if not raw:
+                return
+            if not raw.startswith(b"data:"):
                 continue
-            data = line[5:].strip()
-            if data == "[DONE]":
+            data = raw[5:].strip()
+            if data == b"[DONE]":
                 return
             try:
                 chunk = json.loads(data)
@@ -181,10 +212,11 @@ class OpenAICompatibleProvider:
                 yield delta
 
 
-async def _raise_for_status(name: str, response: httpx.Response) -> None:
-    status = response.status_code
-    with contextlib.suppress(Exception):
-        await response.aread()
+async def _raise_for_status(name: str, response: aiohttp.ClientResponse) -> None:
+    status = response.status
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with asyncio.timeout(5):
+            await response.read()
     raise ProviderError(
         f"provider {name} answered HTTP {status}",
         retryable=status in RETRYABLE_STATUS,

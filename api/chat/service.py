@@ -107,15 +107,16 @@ class ChatService:
         # 4. Generate.
         usage = Usage()
         pieces: list[str] = []
-        # The deadline is checked per piece (not with asyncio.timeout around the yields, which would
-        # cancel whatever the consuming task happens to be awaiting).
+        # The deadline bounds each wait for a piece (not the yields: a timeout around them would
+        # cancel whatever the consuming task happens to be awaiting). asyncio.timeout_at rather than
+        # wait_for: wait_for runs each wait in a new task, a cost paid on every token.
         deadline = asyncio.get_running_loop().time() + self._timeout_s
         stream = self._chain.stream(request, usage)
         try:
             while True:
-                remaining = deadline - asyncio.get_running_loop().time()
                 try:
-                    piece = await asyncio.wait_for(anext(stream), max(remaining, 0.001))
+                    async with asyncio.timeout_at(deadline):
+                        piece = await anext(stream)
                 except StopAsyncIteration:
                     break
                 pieces.append(piece)

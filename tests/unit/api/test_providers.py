@@ -59,7 +59,11 @@ async def test_streams_the_deltas(llm: tuple[FakeLlm, str]) -> None:
 async def test_a_429_is_retried_after_retry_after(llm: tuple[FakeLlm, str]) -> None:
     fake, url = llm
     assert await collect(provider(url, "rate429")) == "after retry"
-    assert fake.outcomes("rate429") == ["failed", "completed"]
+    # The fake server marks a call completed after its last chunk is sent, which the client may
+    # read first.
+    await asyncio.to_thread(
+        wait_for, lambda: fake.outcomes("rate429") == ["failed", "completed"], what="the retried call"
+    )
 
 
 async def test_a_500_is_retried_then_fails_and_opens_the_circuit(llm: tuple[FakeLlm, str]) -> None:
