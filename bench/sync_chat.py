@@ -10,6 +10,15 @@ the whole answer at once. Served exactly as the read API is (:func:`api.server.s
 
 What it leaves out, which only favours it: the semantic cache, storing the answer, SSE framing.
 
+Why 40 threads: it is what a synchronous FastAPI endpoint runs on unless told otherwise (AnyIO's
+default thread limiter), and the order of magnitude thread-per-request servers are deployed with
+(each thread holds a stack, a database connection and an upstream connection while it waits). With
+``threads`` threads and an answer that takes ``t`` seconds of generation it completes at most
+``threads / t`` answers per second however many requests wait; that bound — one thread held per
+request in flight — is what the comparison with the SSE endpoint (which holds no thread while it
+waits for tokens) is about. ``tidewire bench api --sync-threads N`` measures another pool size; the
+report names the one used.
+
 Run it as ``python -m bench.sync_chat --port P --provider-url URL --tenant T``.
 """
 
