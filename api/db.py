@@ -10,7 +10,6 @@ transaction that does not set a tenant sees no tenant rows at all.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,24 +52,16 @@ class TenantDatabase:
 
     @asynccontextmanager
     async def transaction(
-        self, tenant_id: str, settings: dict[str, str] | None = None, *, pipeline: bool = False
+        self, tenant_id: str, settings: dict[str, str] | None = None
     ) -> AsyncIterator[TenantConnection]:
         """A connection in a transaction whose tenant is ``tenant_id``; ``settings`` are further
-        transaction-local settings (``hnsw.ef_search``...). Commits on success.
-
-        With ``pipeline``, statements go out in psycopg's pipeline mode: ``BEGIN``, the settings and
-        the first query travel in one round trip (and ``COMMIT`` with a write that fetches nothing),
-        instead of one round trip each. Only for bodies that read results through ``fetch*()``:
-        in pipeline mode a cursor's ``rowcount`` is not known until the next synchronization."""
+        transaction-local settings (``hnsw.ef_search``...). Commits on success."""
         names = ["tidewire.tenant_id", *(settings or {})]
         values = [tenant_id, *(settings or {}).values()]
         select = ", ".join(f"set_config(%s, %s, true) AS s{index}" for index in range(len(names)))
         parameters = [item for pair in zip(names, values, strict=True) for item in pair]
         try:
-            async with self.pool.connection() as connection, contextlib.AsyncExitStack() as stack:
-                if pipeline:
-                    await stack.enter_async_context(connection.pipeline())
-                await stack.enter_async_context(connection.transaction())
+            async with self.pool.connection() as connection, connection.transaction():
                 await connection.execute(f"SELECT {select}", parameters)  # type: ignore[arg-type]
                 yield connection  # type: ignore[misc]
         except (psycopg.OperationalError, TimeoutError) as error:

@@ -171,7 +171,7 @@ class SearchService:
             "limit": k if mode == "vector" else max(k * 4, 40),
             "text": text,
         }
-        async with self._database.transaction(tenant_id, self._index_settings(), pipeline=True) as connection:
+        async with self._database.transaction(tenant_id, self._index_settings()) as connection:
             vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
             if len(vector_rows) < parameters["limit"]:
                 # The index scan gave up before finding enough of this tenant's rows (a small tenant

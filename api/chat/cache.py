@@ -101,7 +101,7 @@ class SemanticCache:
         answer_id: uuid.UUID,
     ) -> None:
         """Keep a completed answer with its sources (also when the cache is off: answers are stored)."""
-        async with self._database.transaction(tenant_id, pipeline=True) as connection:
+        async with self._database.transaction(tenant_id) as connection:
             await self._insert(
                 connection,
                 {
