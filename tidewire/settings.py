@@ -238,7 +238,17 @@ class EmbeddingSettings(BaseModel):
     model_dir: Path = Path(".tidewire-models")
     intra_op_threads: int = Field(default=0, ge=0, description="0: one per physical core")
     max_batch_rows: int = Field(default=64, ge=1)
-    max_batch_tokens: int = Field(default=8192, ge=1)
+    max_batch_tokens: int = Field(
+        default=8192, ge=1, description="Padded tokens the batcher gathers from its callers at most"
+    )
+    inference_batch_tokens: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Padded tokens per model call at most; 0: 1024 on the CPU (a small batch's activations stay "
+            "in the CPU caches, measured faster), max_batch_tokens on CUDA"
+        ),
+    )
     max_wait_ms: float = Field(default=5.0, ge=0, description="How long the batcher waits to fill a batch")
     pad_multiple: int = Field(
         default=0,

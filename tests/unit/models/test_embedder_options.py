@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from models import embedder as embedder_module
-from models.embedder import EmbedderOptions, resolve_provider, resolve_variant
+from models.embedder import (
+    CPU_INFERENCE_BATCH_TOKENS,
+    EmbedderOptions,
+    default_inference_batch_tokens,
+    default_pad_multiple,
+    resolve_provider,
+    resolve_variant,
+)
 from models.errors import ProviderUnavailableError
 from tidewire.settings import EmbeddingSettings
 
@@ -49,7 +56,11 @@ def test_variant_choice(requested: str, provider: str, expected: str) -> None:
 @pytest.mark.usefixtures("without_cuda")
 def test_options_from_settings() -> None:
     settings = EmbeddingSettings(
-        intra_op_threads=3, max_batch_rows=16, max_batch_tokens=1024, pad_multiple=16
+        intra_op_threads=3,
+        max_batch_rows=16,
+        max_batch_tokens=1024,
+        inference_batch_tokens=2048,
+        pad_multiple=16,
     )
     options = EmbedderOptions.from_settings(settings, max_tokens=256)
     assert (options.provider, options.variant, options.intra_op_threads) == ("cpu", "int8", 3)
@@ -57,3 +68,14 @@ def test_options_from_settings() -> None:
     assert options.limits.max_length == 256
     assert not options.cpu_memory_arena and not options.intra_op_spinning
     assert EmbedderOptions.from_settings(EmbeddingSettings(), max_tokens=256).intra_op_threads >= 1
+
+
+@pytest.mark.usefixtures("without_cuda")
+def test_cpu_defaults_pad_exactly_and_run_small_model_calls() -> None:
+    options = EmbedderOptions.from_settings(EmbeddingSettings(), max_tokens=256)
+    assert options.limits.pad_multiple == 1
+    assert options.limits.max_tokens == CPU_INFERENCE_BATCH_TOKENS
+    with_arena = EmbedderOptions.from_settings(EmbeddingSettings(cpu_memory_arena=True), max_tokens=256)
+    assert with_arena.limits.pad_multiple == 8
+    assert default_pad_multiple("cuda", cpu_memory_arena=False) == 8
+    assert default_inference_batch_tokens("cuda") > EmbeddingSettings().max_batch_tokens
