@@ -8,7 +8,7 @@ import uuid
 
 import psycopg
 from alembic.script import ScriptDirectory
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.integration.conftest import CliRunner
@@ -60,6 +60,12 @@ def test_a_message_produced_to_kafka_is_consumed(local_stack: LocalStack, settin
     assert admin.list_topics(topic, timeout=10).topics[topic].partitions.keys() == {0, 1, 2}
 
 
+def _is_about(message: Message, document_id: str) -> bool:
+    # Truncate events carry no key (the topic may hold one from an earlier test); skip them.
+    key = message.key()
+    return key is not None and json.loads(key) == {"id": document_id}
+
+
 def test_a_row_written_to_documents_arrives_as_a_debezium_change_event(
     local_stack: LocalStack, settings: Settings
 ) -> None:
@@ -73,8 +79,8 @@ def test_a_row_written_to_documents_arrives_as_a_debezium_change_event(
     topic = settings.topics.cdc_topic("public", "documents")
     consumer = _consumer(settings, topic)
     try:
-        created = _consume_until(consumer, lambda m: json.loads(m.key()) == {"id": document_id})
-        updated = _consume_until(consumer, lambda m: json.loads(m.key()) == {"id": document_id})
+        created = _consume_until(consumer, lambda m: _is_about(m, document_id))
+        updated = _consume_until(consumer, lambda m: _is_about(m, document_id))
     finally:
         consumer.close()
     created_event = json.loads(created.value())
