@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from tidewire.cli.app import CliContext, cli, json_option, pass_cli_context, print_json
+
+ConfigT = TypeVar("ConfigT")
+
+
+def _with_given_options(config: ConfigT, **options: Any) -> ConfigT:
+    """``config`` with the options the user gave (None: not given, keep the default)."""
+    return replace(config, **{name: value for name, value in options.items() if value is not None})  # type: ignore[type-var]
+
+
+def _print_report(
+    report: Any, table: Any, target_lines: Iterable[str], written: str, *, as_json: bool
+) -> None:
+    """The report as one JSON document, or as its table, one line per target and where it was written."""
+    from rich.console import Console
+
+    if as_json:
+        print_json(report.to_json())
+        return
+    stdout = Console() if Console().is_terminal else Console(width=150)
+    stdout.print(table)
+    for line in target_lines:
+        stdout.print(line)
+    stdout.print(written)
 
 
 @cli.group()
@@ -59,32 +84,21 @@ def bench_embed(
 
     from bench.embed import EmbedBenchConfig, format_ratios, render_table, run_embed_benchmark, write_report
 
-    config = EmbedBenchConfig.quick() if quick else EmbedBenchConfig()
-    overrides: dict[str, object] = {}
-    if limit is not None:
-        overrides["verses"] = limit
-    if paragraphs is not None:
-        overrides["paragraphs"] = paragraphs
-    if rounds is not None:
-        overrides["rounds"] = rounds
-    if variants:
-        overrides["variants"] = tuple(variants)
-    if no_sentence_transformers:
-        overrides["sentence_transformers"] = False
-    config = replace(config, **overrides)  # type: ignore[arg-type]
-
+    config = _with_given_options(
+        EmbedBenchConfig.quick() if quick else EmbedBenchConfig(),
+        verses=limit,
+        paragraphs=paragraphs,
+        rounds=rounds,
+        variants=tuple(variants) or None,
+        sentence_transformers=False if no_sentence_transformers else None,
+    )
     console = Console(stderr=True)
     with console.status("benchmarking…") as status:
         report = run_embed_benchmark(context.settings.embedding, config, progress=status.update)
     write_report(report, output)
-    if as_json:
-        print_json(report.to_json())
-        return
-    stdout = Console() if Console().is_terminal else Console(width=150)
-    stdout.print(render_table(report))
-    for line in format_ratios(report):
-        stdout.print(line)
-    stdout.print(f"results written to {output}")
+    _print_report(
+        report, render_table(report), format_ratios(report), f"results written to {output}", as_json=as_json
+    )
 
 
 @bench.command("pipeline")
@@ -154,14 +168,7 @@ def bench_pipeline(
     config = (
         PipelineBenchConfig.quick_run(worker_count) if quick else PipelineBenchConfig(workers=worker_count)
     )
-    overrides: dict[str, object] = {}
-    if limit is not None:
-        overrides["verses"] = limit
-    if duration is not None:
-        overrides["sustained_seconds"] = duration
-    if rate is not None:
-        overrides["sustained_rate"] = rate
-    config = replace(config, **overrides)  # type: ignore[arg-type]
+    config = _with_given_options(config, verses=limit, sustained_seconds=duration, sustained_rate=rate)
 
     console = Console(stderr=True)
     with console.status("benchmarking the pipeline…") as status:
@@ -173,14 +180,13 @@ def bench_pipeline(
             progress=status.update,
         )
     write_report(report, output)
-    if as_json:
-        print_json(report.to_json())
-        return
-    stdout = Console() if Console().is_terminal else Console(width=150)
-    stdout.print(render_table(report))
-    for line in format_targets(report):
-        stdout.print(line)
-    stdout.print(f"results written to {output}, lag plot to {report.plot}")
+    _print_report(
+        report,
+        render_table(report),
+        format_targets(report),
+        f"results written to {output}, lag plot to {report.plot}",
+        as_json=as_json,
+    )
 
 
 @bench.command("api")
@@ -264,11 +270,6 @@ def bench_api(
             progress=status.update,
         )
     write_report(report, output)
-    if as_json:
-        print_json(report.to_json())
-        return
-    stdout = Console() if Console().is_terminal else Console(width=150)
-    stdout.print(render_table(report))
-    for line in format_targets(report):
-        stdout.print(line)
-    stdout.print(f"results written to {output}")
+    _print_report(
+        report, render_table(report), format_targets(report), f"results written to {output}", as_json=as_json
+    )
