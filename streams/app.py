@@ -14,6 +14,7 @@ from streams.context import StreamContext
 from streams.embed_agent import register_embed_agent
 from streams.ingest_agent import register_ingest_agent
 from streams.webhooks_agent import register_webhooks_agent
+from tidewire.runtime.state import StatePaths
 from tidewire.settings import Settings
 
 # Faust's own commit timer: how often acknowledged offsets are committed (after their vectors).
@@ -33,10 +34,14 @@ def create_app(
     ``web_port`` is this worker's Faust web server port (``None`` or 0: no web server).
     """
     context = context or StreamContext(settings)
+    streams_data = StatePaths(settings.state_dir).streams_data
+    streams_data.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.streams.app_id,
         broker=broker_url(settings.kafka.bootstrap),
         autodiscover=False,
+        # Faust's default is "<app id>-data" in the working directory; keep it in the state directory.
+        datadir=str(streams_data / "{conf.name}-data"),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",

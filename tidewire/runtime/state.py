@@ -44,6 +44,11 @@ class StatePaths:
     def kafka_data(self) -> Path:
         return self.root / "kafka" / "data"
 
+    @property
+    def streams_data(self) -> Path:
+        """Faust's own data directory (table state, recovery markers); one per app id beneath it."""
+        return self.root / "streams"
+
     def log_file(self, service: str) -> Path:
         return self.logs / f"{service}.log"
 
