@@ -2,13 +2,19 @@
 
 :class:`Embedder` is synchronous and thread-safe for concurrent :meth:`Embedder.embed` calls
 (ONNX Runtime sessions are); the asynchronous front is :mod:`models.batcher`.
+
+On the CPU a request that splits into several model calls runs them side by side, one thread each,
+on a second session of the same model, instead of one after another on all cores: a call on one
+thread never waits at ONNX Runtime's per-operator barrier for a thread that Postgres or Kafka
+preempted. A request that is one model call runs on the session with all the threads.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -60,6 +66,13 @@ def default_thread_count() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
 
+def default_concurrent_calls(provider: Provider) -> int:
+    """Model calls run side by side when ``embedding.concurrent_calls`` is 0 (auto): one per core on
+    the CPU (measured +27% on verses over one call at a time on two threads, +30% with other
+    processes loading the cores), one on CUDA, where a single call already fills the device."""
+    return default_thread_count() if provider == "cpu" else 1
+
+
 def default_pad_multiple(provider: Provider, cpu_memory_arena: bool) -> int:
     """Shape buckets only where memory is kept per shape: the CUDA arena, or the CPU arena when on.
 
@@ -91,6 +104,7 @@ class EmbedderOptions:
     limits: BatchLimits
     cpu_memory_arena: bool = False
     intra_op_spinning: bool = False
+    concurrent_calls: int = 1
 
     @classmethod
     def from_settings(
@@ -113,11 +127,13 @@ class EmbedderOptions:
             ),
             cpu_memory_arena=settings.cpu_memory_arena,
             intra_op_spinning=settings.intra_op_spinning,
+            concurrent_calls=settings.concurrent_calls or default_concurrent_calls(provider),
         )
 
 
 class Embedder:
-    """Text → L2-normalized sentence embeddings with one ONNX Runtime session."""
+    """Text → L2-normalized sentence embeddings with ONNX Runtime: one session for a single model
+    call on all threads and, when ``concurrent_calls`` > 1, one of one thread for calls side by side."""
 
     def __init__(self, directory: Path, manifest: ModelManifest, options: EmbedderOptions) -> None:
         self.manifest = manifest
@@ -126,6 +142,11 @@ class Embedder:
         self.model_path = variant_path(directory, manifest, options.variant)
         self._session = _create_session(self.model_path, options)
         self._use_io_binding = options.provider == "cuda"
+        self._side_by_side: tuple[ort.InferenceSession, ThreadPoolExecutor] | None = None
+        if options.concurrent_calls > 1:
+            single_threaded = _create_session(self.model_path, replace(options, intra_op_threads=1))
+            calls = ThreadPoolExecutor(options.concurrent_calls, thread_name_prefix="tidewire-model-call")
+            self._side_by_side = (single_threaded, calls)
 
     @classmethod
     def from_settings(cls, settings: EmbeddingSettings, *, variant: Variant | None = None) -> Embedder:
@@ -144,6 +165,11 @@ class Embedder:
                 cpu_settings, max_tokens=manifest.max_tokens, variant=variant
             )
             return cls(directory, manifest, options)
+
+    def close(self) -> None:
+        """Stop the threads of side-by-side calls (the sessions go with the object)."""
+        if self._side_by_side is not None:
+            self._side_by_side[1].shutdown(wait=True)
 
     @property
     def model_id(self) -> str:
@@ -176,12 +202,39 @@ class Embedder:
     def embed_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Embeddings of already tokenized texts (with [CLS]/[SEP]), batched by length."""
         result = np.empty((len(token_ids), self.dim), dtype=np.float32)
-        for batch in plan_batches([len(ids) for ids in token_ids], self.options.limits):
-            result[list(batch.indices)] = self.run_batch([token_ids[index] for index in batch.indices], batch)
+        batches = plan_batches([len(ids) for ids in token_ids], self.limits_for(token_ids))
+        rows_of = [[token_ids[index] for index in batch.indices] for batch in batches]
+        if self._side_by_side is None or len(batches) == 1:
+            for batch, rows in zip(batches, rows_of, strict=True):
+                result[list(batch.indices)] = self.run_batch(rows, batch)
+            return result
+        session, calls = self._side_by_side
+        running = [
+            calls.submit(self.run_batch, rows, batch, session)
+            for batch, rows in zip(batches, rows_of, strict=True)
+        ]
+        for batch, call in zip(batches, running, strict=True):
+            result[list(batch.indices)] = call.result()
         return result
 
-    def run_batch(self, rows: Sequence[Sequence[int]], batch: PlannedBatch) -> np.ndarray:
-        """One model call on ``rows``, right-padded to ``batch.padded_length``."""
+    def limits_for(self, token_ids: Sequence[Sequence[int]]) -> BatchLimits:
+        """The batch limits, with model calls made small enough that a request which fits in fewer
+        calls than ``concurrent_calls`` still gives every one of them a share."""
+        limits = self.options.limits
+        calls = self.options.concurrent_calls
+        if calls == 1 or len(token_ids) < 2:
+            return limits
+        lengths = [len(ids) for ids in token_ids]
+        share = -(-sum(lengths) // calls)
+        if share >= limits.max_tokens:
+            return limits
+        return replace(limits, max_tokens=max(share, max(lengths)))
+
+    def run_batch(
+        self, rows: Sequence[Sequence[int]], batch: PlannedBatch, session: ort.InferenceSession | None = None
+    ) -> np.ndarray:
+        """One model call on ``rows``, right-padded to ``batch.padded_length`` (on ``session``, by
+        default the one with all the threads)."""
         input_ids = np.full((len(rows), batch.padded_length), self.tokenizer.pad_id, dtype=np.int64)
         attention_mask = np.zeros((len(rows), batch.padded_length), dtype=np.int64)
         for row, ids in enumerate(rows):
@@ -190,7 +243,7 @@ class Embedder:
         try:
             if self._use_io_binding:
                 return self._run_bound(input_ids, attention_mask)
-            outputs = self._session.run(
+            outputs = (session or self._session).run(
                 [SENTENCE_EMBEDDING], {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask}
             )
         except Exception as error:  # onnxruntime raises its own non-exported exception types

@@ -6,6 +6,12 @@ are not committed must never be acknowledged, so when processing fails for good,
 half-way (shutdown, agent crash), the worker process exits at once with :func:`os._exit`: no
 ``finally`` runs, nothing is acknowledged or committed, and Kafka redelivers the batch to whichever
 worker owns the partitions next.
+
+:class:`CommitBehind` lets the agent embed a batch while the previous one is written: it holds a
+batch's Kafka messages (one extra reference each, so Faust's acknowledgement when the loop body
+returns does not release them), runs the batch's commit in the background, and acknowledges the
+messages only when that commit succeeded. One commit is in flight at most, and commits run in
+order.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, NoReturn, TypeVar
 
 from streams.messages import MessageRef, RawMessage
 
@@ -23,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # EX_TEMPFAIL: the worker stopped for a failure that a restart may not have (sysexits.h).
 EXIT_BATCH_FAILED = 75
+
+Result = TypeVar("Result")
 
 
 def raw_message(event: Any) -> RawMessage:
@@ -63,3 +71,57 @@ def exit_without_ack(agent: str, messages: Sequence[RawMessage], reason: str) ->
         handler.flush()
     sys.stderr.flush()
     os._exit(EXIT_BATCH_FAILED)
+
+
+class CommitBehind(Generic[Result]):
+    """At most one batch commit running in the background, in order; its events acknowledged
+    only once it succeeded, the worker ended without acknowledging if it failed."""
+
+    def __init__(self, agent: str) -> None:
+        self._agent = agent
+        self._in_flight: asyncio.Task[Result] | None = None
+        self._blocks_preparation = False
+
+    @property
+    def blocks_preparation(self) -> bool:
+        """Whether the next batch must wait for the commit in flight before it is even prepared."""
+        return self._in_flight is not None and self._blocks_preparation
+
+    async def settle(self) -> Result | None:
+        """Wait for the commit in flight, if any; its result (None when there was none)."""
+        if self._in_flight is None:
+            return None
+        in_flight, self._in_flight = self._in_flight, None
+        return await in_flight
+
+    def begin(
+        self,
+        events: Sequence[Any],
+        messages: Sequence[RawMessage],
+        commit: Coroutine[Any, Any, Result],
+        *,
+        blocks_preparation: bool = False,
+    ) -> None:
+        """Hold ``events`` and run ``commit`` in the background; call :meth:`settle` first."""
+        if self._in_flight is not None:
+            commit.close()
+            raise RuntimeError("a commit is already in flight: settle it first")
+        for event in events:
+            event.message.incref()  # released by _commit_then_release, or never
+        self._blocks_preparation = blocks_preparation
+        self._in_flight = asyncio.get_running_loop().create_task(
+            self._commit_then_release(events, messages, commit), name=f"{self._agent}-commit"
+        )
+
+    async def _commit_then_release(
+        self, events: Sequence[Any], messages: Sequence[RawMessage], commit: Coroutine[Any, Any, Result]
+    ) -> Result:
+        try:
+            result = await commit
+        except asyncio.CancelledError:
+            exit_without_ack(self._agent, messages, "the batch was cancelled before it was committed")
+        except Exception as error:
+            exit_without_ack(self._agent, messages, f"{type(error).__name__}: {error}")
+        for event in events:
+            event.ack()  # the last reference: the offset becomes committable
+        return result

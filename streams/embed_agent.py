@@ -1,12 +1,21 @@
-"""The ``embed`` agent: CDC topics → micro-batches → vectors, committed before their offsets."""
+"""The ``embed`` agent: CDC topics → micro-batches → vectors, committed before their offsets.
+
+Each batch is prepared (decoded, embedded) while the batch before it is written: the model and
+Postgres's index inserts work at the same time instead of taking turns.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from typing import Any
+
 import faust
 
-from streams.batch_loop import process_or_exit, raw_message
+from streams.batch_loop import CommitBehind, process_or_exit, raw_message
 from streams.context import StreamContext
-from streams.embed_batch import EmbedBatchProcessor
+from streams.embed_batch import BatchResult, EmbedBatchProcessor
+from streams.messages import RawMessage
 
 AGENT = "embed"
 
@@ -31,7 +40,20 @@ def register_embed_agent(app: faust.App, context: StreamContext) -> None:
             notifier=context.notification_publisher(resources),
             metrics=context.metrics,
         )
+        commits: CommitBehind[BatchResult] = CommitBehind(AGENT)
+
+        async def index(events: Sequence[Any], messages: Sequence[RawMessage]) -> None:
+            if commits.blocks_preparation:  # it truncates: what it removes changes this batch's plan
+                await commits.settle()
+            prepared = await processor.prepare(messages)
+            previous = await commits.settle()
+            if previous is not None:
+                await processor.reconcile(prepared, previous)
+            commits.begin(events, messages, processor.commit(prepared), blocks_preparation=prepared.truncates)
+
         async for events in stream.take_events(
             streams_settings.batch_max_events, within=streams_settings.batch_max_wait_s
         ):
-            await process_or_exit(AGENT, [raw_message(event) for event in events], processor.process)
+            await process_or_exit(
+                AGENT, [raw_message(event) for event in events], functools.partial(index, events)
+            )

@@ -1,7 +1,11 @@
 """One micro-batch of CDC messages, from bytes to committed vectors (no Faust in here).
 
-:class:`EmbedBatchProcessor` is what the ``embed`` agent runs for each batch; it returns only when
-everything the batch asks for is durable, so the agent may then let Faust acknowledge the offsets.
+:class:`EmbedBatchProcessor` is what the ``embed`` agent runs for each batch, in two steps:
+:meth:`~EmbedBatchProcessor.prepare` (decode, plan, embed) and :meth:`~EmbedBatchProcessor.commit`
+(write, dead letters, notifications), which returns only when everything the batch asks for is
+durable, so the agent may then acknowledge the offsets. The agent prepares a batch while the one
+before it commits (:mod:`streams.batch_loop`); :meth:`~EmbedBatchProcessor.reconcile` corrects what
+the prepared batch decided from versions that commit then changed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
 from streams.batch_planning import BatchPlan, is_stale, latest_changes, needs_embedding
@@ -53,6 +58,8 @@ class BatchResult:
     embedded_by_pipeline: dict[str, int] = field(default_factory=dict)
     unchanged_by_pipeline: dict[str, int] = field(default_factory=dict)
     truncated_documents: int = 0
+    # (pipeline, document_id) -> hash of the text the batch indexed, None for a delete; applied writes only.
+    indexed_text_hashes: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     @property
     def embedded_chunks(self) -> int:
@@ -63,15 +70,39 @@ class BatchResult:
         return sum(self.unchanged_by_pipeline.values())
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Document:
-    """An upsert ready to write: its text, chunks (None: unchanged) and what goes with them."""
+    """An upsert ready to write: its text, chunks and their embeddings (None: text unchanged) and what
+    goes with them."""
 
     change: RowUpsert
     tenant_id: str
     metadata: dict[str, Any]
+    text: str
     text_hash: str
     chunk_texts: list[str] | None
+    embeddings: np.ndarray | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.change.pipeline, self.change.document_id)
+
+
+@dataclass
+class PreparedBatch:
+    """A batch decoded, planned and embedded; nothing of it is written yet."""
+
+    messages: Sequence[RawMessage]
+    began: float
+    plan: BatchPlan
+    tenant_hints: dict[tuple[str, str], str]
+    documents: list[_Document]
+    rejections: list[Rejection]
+
+    @property
+    def truncates(self) -> bool:
+        """Whether the batch truncates a pipeline (the next batch must then be prepared after it commits)."""
+        return bool(self.plan.truncates)
 
 
 class EmbedBatchProcessor:
@@ -79,11 +110,12 @@ class EmbedBatchProcessor:
 
     1. Decode every message; a poison event becomes a rejection, the rest go on.
     2. Plan: the latest change per document, the latest truncate per pipeline.
-    3. Index, retried as a whole with backoff: read stored versions (and the current rows of
-       updates that carried the unchanged-TOAST placeholder), chunk the changed texts, embed
-       every chunk of the batch in one request to the shared batcher, write everything with one
-       ``write_batch``, then apply truncates.
-       A write the store refuses as invalid is isolated by halving and dead-lettered (stage WRITE).
+    3. Index, in two parts, each retried with backoff:
+       - :meth:`prepare`: read stored versions (and the current rows of updates that carried the
+         unchanged-TOAST placeholder), chunk the changed texts, embed every chunk of the batch in
+         one request to the shared batcher;
+       - :meth:`commit`: write everything with one ``write_batch``, then apply truncates. A write
+         the store refuses as invalid is isolated by halving and dead-lettered (stage WRITE).
     4. Produce the dead letters (retried).
     5. Produce the notifications of the writes that changed the index (retried).
 
@@ -114,19 +146,57 @@ class EmbedBatchProcessor:
         self._metrics = metrics
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        """Prepare and commit one batch (what the agent does, without overlapping batches)."""
+        return await self.commit(await self.prepare(messages))
+
+    async def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        """Steps 1–2 and the embedding of step 3 (retried); nothing is written."""
         began = time.monotonic()
-        result = BatchResult()
+        rejections: list[Rejection] = []
         # 1. Decode
-        changes = self._decode(messages, result.rejections)
+        changes = self._decode(messages, rejections)
         # 2. Plan
         plan = latest_changes(changes)
-        tenant_hints = self._tenant_hints(changes)
-        # 3. Index
         messages_by_ref = {message.ref: message for message in messages}
-        await retrying(
-            lambda: self._index(plan, tenant_hints, messages_by_ref, result),
+        # 3. Embed
+        documents = await retrying(
+            lambda: self._embed_documents(plan.upserts, messages_by_ref, rejections),
             self._retry,
-            what=f"indexing a batch of {len(messages)} messages",
+            what=f"embedding a batch of {len(messages)} messages",
+            on_retry=lambda _attempt, _error: self._metrics.retries.labels(agent=AGENT).inc(),
+        )
+        return PreparedBatch(messages, began, plan, self._tenant_hints(changes), documents, rejections)
+
+    async def reconcile(self, prepared: PreparedBatch, previous: BatchResult) -> None:
+        """Embed the documents ``prepared`` left unembedded because their text matched the stored
+        version it read, when the batch before it (committed since) indexed another text or a delete."""
+        outdated = [
+            document
+            for document in prepared.documents
+            if document.chunk_texts is None
+            and document.key in previous.indexed_text_hashes
+            and previous.indexed_text_hashes[document.key] != document.text_hash
+        ]
+        if not outdated:
+            return
+        for document in outdated:
+            document.chunk_texts = self._engine.chunk(
+                document.text, self._pipelines[document.key[0]].chunking
+            )
+        await retrying(
+            lambda: self._embed_chunks(outdated),
+            self._retry,
+            what=f"embedding {len(outdated)} documents the previous batch changed",
+        )
+
+    async def commit(self, prepared: PreparedBatch) -> BatchResult:
+        """Write the prepared batch (retried), then dead-letter its poison and notify (steps 3–5)."""
+        result = BatchResult(rejections=list(prepared.rejections))
+        messages_by_ref = {message.ref: message for message in prepared.messages}
+        await retrying(
+            lambda: self._write(prepared, messages_by_ref, result),
+            self._retry,
+            what=f"writing a batch of {len(prepared.messages)} messages",
             on_retry=lambda _attempt, _error: self._metrics.retries.labels(agent=AGENT).inc(),
         )
         # 4. Dead letters
@@ -142,7 +212,7 @@ class EmbedBatchProcessor:
             self._retry,
             what=f"publishing {len(result.notifications)} notifications",
         )
-        self._record_metrics(messages, result, time.monotonic() - began)
+        self._record_metrics(prepared.messages, result, time.monotonic() - prepared.began)
         return result
 
     def _decode(self, messages: Sequence[RawMessage], rejections: list[Rejection]) -> list[ChangeEvent]:
@@ -161,36 +231,56 @@ class EmbedBatchProcessor:
                 changes.append(change)
         return changes
 
-    async def _index(
+    async def _embed_documents(
         self,
-        plan: BatchPlan,
-        tenant_hints: dict[tuple[str, str], str],
+        upserts: Sequence[RowUpsert],
         messages: dict[Any, RawMessage],
-        result: BatchResult,
+        rejections: list[Rejection],
+    ) -> list[_Document]:
+        """Read the stored versions (and current rows of TOASTed updates), build and chunk the texts
+        that changed, and embed all their chunks in one request to the shared batcher."""
+        stored, current_rows = await asyncio.gather(
+            self._store.stored_versions([(u.pipeline, u.document_id) for u in upserts]),
+            self._current_rows(upserts),
+        )
+        attempt_rejections: list[Rejection] = []
+        documents = await asyncio.to_thread(
+            self._prepare_documents, upserts, stored, current_rows, messages, attempt_rejections
+        )
+        await self._embed_chunks(documents)
+        # Only a successful attempt touches the rejections, so a retried attempt cannot double-count.
+        rejections.extend(attempt_rejections)
+        return documents
+
+    async def _embed_chunks(self, documents: Sequence[_Document]) -> None:
+        """Embed the chunks of every document that has chunks, in one request."""
+        chunk_texts = [text for document in documents for text in document.chunk_texts or ()]
+        if not chunk_texts:
+            return
+        embeddings = await self._engine.embed(chunk_texts)
+        row = 0
+        for document in documents:
+            if document.chunk_texts is not None:
+                document.embeddings = embeddings[row : row + len(document.chunk_texts)]
+                row += len(document.chunk_texts)
+
+    async def _write(
+        self, prepared: PreparedBatch, messages: dict[Any, RawMessage], result: BatchResult
     ) -> None:
+        """One ``write_batch`` of every upsert and delete, then the truncates."""
         embedded: dict[str, int] = {}
         unchanged: dict[str, int] = {}
         attempt_rejections: list[Rejection] = []
-        stored, current_rows = await asyncio.gather(
-            self._store.stored_versions([(u.pipeline, u.document_id) for u in plan.upserts]),
-            self._current_rows(plan.upserts),
-        )
-        documents = await asyncio.to_thread(
-            self._prepare_documents, plan.upserts, stored, current_rows, messages, attempt_rejections
-        )
-        chunk_texts = [text for document in documents for text in document.chunk_texts or ()]
-        embeddings = await self._engine.embed(chunk_texts) if chunk_texts else None
         writes: list[DocumentUpsert | DocumentDelete] = []
-        row = 0
-        for document in documents:
+        for document in prepared.documents:
             chunks = None
-            if document.chunk_texts is not None:
+            if document.chunk_texts is not None and document.embeddings is not None:
                 chunks = [
-                    ChunkVector(chunk_index=index, text=text, embedding=embeddings[row + index])
+                    ChunkVector(chunk_index=index, text=text, embedding=document.embeddings[index])
                     for index, text in enumerate(document.chunk_texts)
-                    if embeddings is not None
                 ]
-                row += len(document.chunk_texts)
+            elif document.chunk_texts is not None:
+                chunks = []  # an empty text: no chunks, nothing was embedded
             change = document.change
             writes.append(
                 DocumentUpsert(
@@ -211,22 +301,36 @@ class EmbedBatchProcessor:
         writes.extend(
             DocumentDelete(
                 pipeline=delete.pipeline,
-                tenant_id=delete.tenant_id or tenant_hints.get((delete.pipeline, delete.document_id)),
+                tenant_id=delete.tenant_id
+                or prepared.tenant_hints.get((delete.pipeline, delete.document_id)),
                 document_id=delete.document_id,
                 position=delete.position,
             )
-            for delete in plan.deletes
+            for delete in prepared.plan.deletes
         )
-        refs = [document.change.ref for document in documents] + [delete.ref for delete in plan.deletes]
+        refs = [document.change.ref for document in prepared.documents] + [
+            delete.ref for delete in prepared.plan.deletes
+        ]
         outcomes = await self._write_isolating(writes, refs, messages, attempt_rejections)
         truncated = 0
-        for truncate in plan.truncates:
+        for truncate in prepared.plan.truncates:
             truncated += await self._store.truncate(truncate.pipeline, truncate.position)
         # Only a successful attempt touches the result, so a retried attempt cannot double-count.
+        hashes = {
+            (write.pipeline, write.document_id): write.text_hash
+            if isinstance(write, DocumentUpsert)
+            else None
+            for write in writes
+        }
         result.outcomes = outcomes
         result.embedded_by_pipeline = embedded
         result.unchanged_by_pipeline = unchanged
         result.truncated_documents = truncated
+        result.indexed_text_hashes = {
+            (outcome.pipeline, outcome.document_id): hashes[(outcome.pipeline, outcome.document_id)]
+            for outcome in outcomes
+            if outcome.applied
+        }
         result.rejections.extend(attempt_rejections)
 
     async def _write_isolating(
@@ -319,7 +423,7 @@ class EmbedBatchProcessor:
             chunk_texts = (
                 self._engine.chunk(text, spec.chunking) if needs_embedding(digest, stored.get(key)) else None
             )
-            documents.append(_Document(upsert, tenant, metadata, digest, chunk_texts))
+            documents.append(_Document(upsert, tenant, metadata, text, digest, chunk_texts))
         return documents
 
     def _record_metrics(self, messages: Sequence[RawMessage], result: BatchResult, seconds: float) -> None:

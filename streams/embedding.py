@@ -79,5 +79,8 @@ async def open_embedding_engine(settings: EmbeddingSettings) -> AsyncIterator[Em
         max_tokens=settings.max_batch_tokens,
         max_wait_ms=settings.max_wait_ms,
     )
-    async with batcher:
-        yield EmbeddingEngine(embedder, batcher)
+    try:
+        async with batcher:
+            yield EmbeddingEngine(embedder, batcher)
+    finally:
+        await asyncio.to_thread(embedder.close)

@@ -236,7 +236,17 @@ class EmbeddingSettings(BaseModel):
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     variant: Literal["auto", "fp32", "int8", "fp16"] = "auto"
     model_dir: Path = Path(".tidewire-models")
-    intra_op_threads: int = Field(default=0, ge=0, description="0: one per physical core")
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="Threads of a single model call; 0: one per physical core"
+    )
+    concurrent_calls: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "When a request splits into several model calls, how many run side by side, each on one "
+            "thread; 0: one per physical core on the CPU, 1 (one call at a time) on CUDA"
+        ),
+    )
     max_batch_rows: int = Field(default=64, ge=1)
     max_batch_tokens: int = Field(
         default=8192, ge=1, description="Padded tokens the batcher gathers from its callers at most"

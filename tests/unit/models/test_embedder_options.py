@@ -8,8 +8,10 @@ from models import embedder as embedder_module
 from models.embedder import (
     CPU_INFERENCE_BATCH_TOKENS,
     EmbedderOptions,
+    default_concurrent_calls,
     default_inference_batch_tokens,
     default_pad_multiple,
+    default_thread_count,
     resolve_provider,
     resolve_variant,
 )
@@ -79,3 +81,12 @@ def test_cpu_defaults_pad_exactly_and_run_small_model_calls() -> None:
     assert with_arena.limits.pad_multiple == 8
     assert default_pad_multiple("cuda", cpu_memory_arena=False) == 8
     assert default_inference_batch_tokens("cuda") > EmbeddingSettings().max_batch_tokens
+
+
+@pytest.mark.usefixtures("without_cuda")
+def test_calls_run_side_by_side_on_every_core_of_the_cpu_by_default() -> None:
+    options = EmbedderOptions.from_settings(EmbeddingSettings(), max_tokens=256)
+    assert options.concurrent_calls == default_thread_count()
+    chosen = EmbedderOptions.from_settings(EmbeddingSettings(concurrent_calls=3), max_tokens=256)
+    assert chosen.concurrent_calls == 3
+    assert default_concurrent_calls("cuda") == 1

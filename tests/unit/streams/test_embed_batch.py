@@ -219,3 +219,39 @@ def test_a_write_the_store_refuses_is_isolated_and_dead_lettered_and_the_rest_is
     assert [(letter.offset, letter.stage) for letter in letters] == [(2, FailureStage.WRITE)]
     assert "non-finite" in letters[0].reason
     assert {outcome.document_id for outcome in result.outcomes} == {"a", "b", "c", "d"}
+
+
+def _stored_text(body: str) -> dict[tuple[str, str], StoredVersion]:
+    from streams.document_text import text_hash
+
+    return {
+        ("documents", "a"): StoredVersion(
+            text_hash=text_hash(f"t\n\n{body}"), lsn=1, deleted=False, chunk_count=1
+        )
+    }
+
+
+@pytest.mark.parametrize(("previous_body", "embedded_again"), [("changed", True), ("b", False)])
+def test_a_batch_prepared_while_the_previous_one_commits_is_reconciled_with_what_it_wrote(
+    previous_body: str, embedded_again: bool
+) -> None:
+    store, engine, publisher = FakeStore(_stored_text("b")), FakeEngine(), FakePublisher()
+    batches = processor(store, engine, publisher)
+
+    async def overlapped() -> None:
+        # Batch 2 is prepared against the stored text "b" while batch 1 (text `previous_body`) commits.
+        batch_1 = await batches.prepare([cdc(0, "u", "a", previous_body)])
+        batch_2 = await batches.prepare([cdc(1, "u", "a", "b")])
+        previous = await batches.commit(batch_1)
+        await batches.reconcile(batch_2, previous)
+        await batches.commit(batch_2)
+
+    asyncio.run(overlapped())
+    [write] = store.batches[1]
+    assert isinstance(write, DocumentUpsert)
+    if embedded_again:  # "b" was no longer what the index held: it is embedded after all
+        assert write.chunks is not None and [chunk.text for chunk in write.chunks] == ["t\n\nb"]
+        assert engine.calls[-1] == ["t\n\nb"]
+    else:  # batch 1 left the text as it was: still nothing to embed
+        assert write.chunks is None
+        assert all("t\n\nb" not in call for call in engine.calls)

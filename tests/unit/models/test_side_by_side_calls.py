@@ -1,0 +1,50 @@
+"""Model calls run side by side (one thread each) give the embeddings of calls run one at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from models.batch_planning import plan_batches
+from models.embedder import Embedder
+from tests.unit.models.conftest import Reference, cosine
+from tidewire.settings import EmbeddingSettings
+
+FP32_INVARIANCE = 0.9999
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(embedding_settings: EmbeddingSettings, built_model: object) -> Embedder:
+    settings = embedding_settings.model_copy(update={"concurrent_calls": 1, "intra_op_threads": 2})
+    return Embedder.from_settings(settings, variant="fp32")
+
+
+@pytest.fixture(scope="module")
+def side_by_side(embedding_settings: EmbeddingSettings, built_model: object) -> Iterator[Embedder]:
+    settings = embedding_settings.model_copy(update={"concurrent_calls": 3, "intra_op_threads": 2})
+    embedder = Embedder.from_settings(settings, variant="fp32")
+    yield embedder
+    embedder.close()
+
+
+def test_side_by_side_calls_match_one_at_a_time(
+    one_at_a_time: Embedder, side_by_side: Embedder, reference: Reference
+) -> None:
+    texts = reference.texts * 3  # several model calls' worth, in every length the fixture has
+    expected = one_at_a_time.embed(texts)
+    got = side_by_side.embed(texts)
+    assert got.shape == expected.shape
+    assert cosine(got, expected).min() >= FP32_INVARIANCE
+    assert not np.isnan(got).any()
+
+
+def test_a_small_request_is_shared_between_the_calls(side_by_side: Embedder, one_at_a_time: Embedder) -> None:
+    token_ids = side_by_side.tokenizer.encode_batch([f"query number {index}" for index in range(12)])
+    lengths = [len(ids) for ids in token_ids]
+    # One call's worth of tokens: one call at a time keeps it whole; side by side splits it in three.
+    assert len(plan_batches(lengths, one_at_a_time.limits_for(token_ids))) == 1
+    assert len(plan_batches(lengths, side_by_side.limits_for(token_ids))) == 3
+    single = side_by_side.tokenizer.encode_batch(["one text"])
+    assert side_by_side.limits_for(single) == side_by_side.options.limits
