@@ -138,6 +138,7 @@ class RawEmbedderResult:
     variant: str
     provider: str
     threads: int
+    concurrent_calls: int
     texts: int
     slice_texts: int
     seconds: float
@@ -533,6 +534,7 @@ def measure_raw_embedder(settings: Settings, texts: Sequence[str], slice_texts: 
         variant=embedder.variant,
         provider=embedder.provider,
         threads=embedder.options.intra_op_threads,
+        concurrent_calls=embedder.options.concurrent_calls,
         texts=len(texts),
         slice_texts=slice_texts,
         seconds=seconds,
@@ -591,7 +593,7 @@ def render_table(report: PipelineBenchReport) -> Table:
     phase_rows("sustained", sustained)
     table.add_row(
         "raw embedder",
-        f"{raw.variant} on {raw.provider}, {raw.threads} threads",
+        f"{raw.variant} on {raw.provider}, {raw.threads} threads, {raw.concurrent_calls} calls side by side",
         f"{raw.throughput_per_s:,.1f} texts/s",
     )
     if report.pipeline_vs_raw is not None:

@@ -85,7 +85,7 @@ def report() -> PipelineBenchReport:
         full_corpus=phase("full corpus", 31_101, 200.0, None, [2_000.0, 40_000.0]),
         max_rate_per_s=155.5,
         sustained=phase("sustained load", 4_665, 60.5, 77.75, [400.0, 600.0, 900.0, 2_500.0]),
-        raw_embedder=RawEmbedderResult("int8", "cpu", 2, 31_101, 512, 124.4),
+        raw_embedder=RawEmbedderResult("int8", "cpu", 2, 2, 31_101, 512, 124.4),
         targets=[],
         notes=["a note"],
     )
