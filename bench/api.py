@@ -5,7 +5,7 @@ own, ``bench-api`` (rows ``bench-api:<demo verse id>`` in ``documents``, written
 pipeline first when missing, as an upstream writer would): the demo tenant ``default`` may hold rows
 that tests left there, which would be part of what search and recall measure.
 
-1. **Search latency** — ``GET /v1/search`` (vector mode, k = 10) from 16 concurrent clients (httpx,
+1. **Search latency** — ``GET /v1/search`` (vector mode, k = 10) from 16 concurrent clients (aiohttp,
    asyncio, closed loop: each sends its next request when the previous one answered), every
    request a different query (the first 12 words of a verse), so neither a query embedding nor a
    search answer is cached:
@@ -30,9 +30,10 @@ that tests left there, which would be part of what search and recall measure.
    worker-thread pool a synchronous FastAPI endpoint gets by default) calling the same provider
    without streaming. Completed answers per second of each.
 
-Clients: httpx (asyncio) for search latency, recall and the event streams; aiohttp where
-throughput is compared (cached vs bare, chat), because httpx spends about 2 ms of CPU per request
-and more per streamed line — on a few cores the comparison would measure the client.
+Clients: aiohttp wherever many requests run at once (search latency, cached vs bare, chat), because
+httpx spends about 1.5–2 ms of CPU per request and more per streamed line — on a few cores shared with
+the servers, the latency and the comparisons would measure the client; httpx (asyncio) for recall
+(one request at a time) and the event streams.
 
 The API measured is a dedicated ``tidewire serve`` process the benchmark starts (the command and
 uvicorn set-up ``tidewire up`` uses), configured for the run: per-key rate limit lifted (16 clients
@@ -593,8 +594,8 @@ async def measure_phases(
     search_url = f"{api.url}/v1/search"
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     timeout = httpx.Timeout(300.0, pool=None)
-    # httpx for latency, recall and streams (per the benchmark's brief: what a Python client uses);
-    # aiohttp where throughput is compared, since httpx's ~2 ms of CPU per request would be measured.
+    # aiohttp for every phase with many requests in flight: httpx's ~1.5-2 ms of CPU per request,
+    # on the cores the servers use, would be measured; httpx for recall and the event streams.
     session_timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
     async with (
         httpx.AsyncClient(limits=limits, timeout=timeout, headers=headers) as client,
@@ -610,15 +611,15 @@ async def measure_phases(
             queries.latency[config.warm_up_requests :],
         )
         await drive(
-            _search_sender(client, search_url, warm_up, config.k), len(warm_up), config.search_clients
+            _search_sender(session, search_url, warm_up, config.k), len(warm_up), config.search_clients
         )
         client_cpu_before, api_cpu_before = time.process_time(), api.cpu_seconds()
         search = await drive(
-            _search_sender(client, search_url, timed, config.k), len(timed), config.search_clients
+            _search_sender(session, search_url, timed, config.k), len(timed), config.search_clients
         )
         served = max(search.requests, 1)
         search_cpu = {
-            "client": "httpx (asyncio)",
+            "client": "aiohttp (asyncio)",
             "client_cpu_ms_per_request": round((time.process_time() - client_cpu_before) * 1000 / served, 3),
             "api_cpu_ms_per_request": round((api.cpu_seconds() - api_cpu_before) * 1000 / served, 3),
         }
@@ -668,14 +669,10 @@ async def drive(send: Callable[[int], Awaitable[bool]], count: int, concurrency:
 
 
 def _search_sender(
-    client: httpx.AsyncClient, url: str, texts: Sequence[str], k: int
+    session: aiohttp.ClientSession, url: str, texts: Sequence[str], k: int
 ) -> Callable[[int], Awaitable[bool]]:
     async def send(index: int) -> bool:
-        try:
-            response = await client.get(url, params={"q": texts[index], "k": k})
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        return await _get_ok(session, url, {"q": texts[index], "k": str(k)})
 
     return send
 
