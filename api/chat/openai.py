@@ -34,6 +34,7 @@ from api.chat.prompt import build_messages
 from tidewire.settings import OpenAIChatProvider
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+KEEPALIVE_TIMEOUT_S = 4.0
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -69,7 +70,9 @@ class OpenAICompatibleProvider:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=512),
+                # Idle connections are dropped before common servers drop them (uvicorn: 5 s), so
+                # few requests go out on a connection the server is closing (see _post).
+                connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=KEEPALIVE_TIMEOUT_S),
                 # Only connecting is bounded here: reads are bounded per line by _read_deltas
                 # (first_token_timeout_s, then timeout_s), and the response head by _stream_once.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
@@ -137,7 +140,7 @@ class OpenAICompatibleProvider:
         try:
             # The response head must come within first_token_timeout_s too.
             async with asyncio.timeout(self.config.first_token_timeout_s):
-                response = await self._client().post(self._url, json=body, headers=headers)
+                response = await self._post(body, headers)
             if response.status != 200:
                 await _raise_for_status(self.name, response)
             async for piece in self._read_deltas(response, usage):
@@ -166,6 +169,20 @@ class OpenAICompatibleProvider:
                     # the caller hears of the failure.
                     response.close()
                     await asyncio.sleep(0)
+
+    async def _post(self, body: dict[str, object], headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """POST the request, once more when the server closed the pooled connection it went out on.
+
+        A server closes an idle keep-alive connection on its own timer (uvicorn, which vLLM runs on,
+        after 5 s); a request written just then meets a closed socket, and the server never read
+        it. aiohttp repeats such a request by itself only for idempotent methods, and this is a
+        POST: repeat it here, on another connection, whatever ``max_retries`` says (those count
+        answers the provider refused). A server that disconnects twice in a row is unreachable.
+        """
+        try:
+            return await self._client().post(self._url, json=body, headers=headers)
+        except aiohttp.ServerDisconnectedError:
+            return await self._client().post(self._url, json=body, headers=headers)
 
     async def _read_deltas(self, response: aiohttp.ClientResponse, usage: Usage) -> AsyncIterator[str]:
         # 3. Server-sent `data:` lines until `[DONE]`.

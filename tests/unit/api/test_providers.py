@@ -142,3 +142,62 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+class KeepAliveCloser:
+    """A real HTTP/1.1 server that answers the first request of each connection (keeping it open)
+    and closes the connection when a second request arrives on it, unanswered — what a server does
+    when its idle keep-alive timer fires just as the client reuses the connection."""
+
+    BODY = (
+        b'data: {"choices":[{"delta":{"content":"Hello"}}]}\n\n'
+        b'data: {"choices":[{"delta":{"content":" again."}}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        answered = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                self.requests += 1
+                if answered:
+                    return  # the idle timer fired: close without an answer
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                    + f"Content-Length: {len(self.BODY)}\r\n\r\n".encode()
+                    + self.BODY
+                )
+                await writer.drain()
+                answered += 1
+        except asyncio.IncompleteReadError:
+            return
+        finally:
+            writer.close()
+
+
+async def test_a_keep_alive_connection_the_server_closed_is_not_a_provider_failure() -> None:
+    server_side = KeepAliveCloser()
+    server = await asyncio.start_server(server_side.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = provider(f"http://127.0.0.1:{port}", "keep-alive", max_retries=0)
+    try:
+        assert await collect(client) == "Hello again."
+        # The pooled connection is reused, closed by the server, and the request goes out again.
+        assert await collect(client) == "Hello again."
+        assert (server_side.connections, server_side.requests) == (2, 3)
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
