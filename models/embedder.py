@@ -202,7 +202,8 @@ class Embedder:
     def embed_token_ids(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Embeddings of already tokenized texts (with [CLS]/[SEP]), batched by length."""
         result = np.empty((len(token_ids), self.dim), dtype=np.float32)
-        batches = plan_batches([len(ids) for ids in token_ids], self.limits_for(token_ids))
+        lengths = [len(ids) for ids in token_ids]
+        batches = plan_batches(lengths, self.limits_for(lengths))
         rows_of = [[token_ids[index] for index in batch.indices] for batch in batches]
         if self._side_by_side is None or len(batches) == 1:
             for batch, rows in zip(batches, rows_of, strict=True):
@@ -217,14 +218,13 @@ class Embedder:
             result[list(batch.indices)] = call.result()
         return result
 
-    def limits_for(self, token_ids: Sequence[Sequence[int]]) -> BatchLimits:
-        """The batch limits, with model calls made small enough that a request which fits in fewer
-        calls than ``concurrent_calls`` still gives every one of them a share."""
+    def limits_for(self, lengths: Sequence[int]) -> BatchLimits:
+        """The batch limits for rows of these token lengths, with model calls made small enough that
+        a request which fits in fewer calls than ``concurrent_calls`` still gives every one a share."""
         limits = self.options.limits
         calls = self.options.concurrent_calls
-        if calls == 1 or len(token_ids) < 2:
+        if calls == 1 or len(lengths) < 2:
             return limits
-        lengths = [len(ids) for ids in token_ids]
         share = -(-sum(lengths) // calls)
         if share >= limits.max_tokens:
             return limits

@@ -48,11 +48,12 @@ def raw_message(event: Any) -> RawMessage:
 
 
 async def process_or_exit(
-    agent: str, messages: Sequence[RawMessage], process: Callable[[Sequence[RawMessage]], Awaitable[Any]]
-) -> None:
-    """Run ``process`` on a batch; return only if it succeeded, else end the process without an ack."""
+    agent: str, messages: Sequence[RawMessage], process: Callable[[Sequence[RawMessage]], Awaitable[Result]]
+) -> Result:
+    """Run ``process`` on a batch; return its result only if it succeeded, else end the process
+    without an ack."""
     try:
-        await process(messages)
+        return await process(messages)
     except asyncio.CancelledError:
         exit_without_ack(agent, messages, "the batch was cancelled before it was committed")
     except Exception as error:
@@ -116,12 +117,7 @@ class CommitBehind(Generic[Result]):
     async def _commit_then_release(
         self, events: Sequence[Any], messages: Sequence[RawMessage], commit: Coroutine[Any, Any, Result]
     ) -> Result:
-        try:
-            result = await commit
-        except asyncio.CancelledError:
-            exit_without_ack(self._agent, messages, "the batch was cancelled before it was committed")
-        except Exception as error:
-            exit_without_ack(self._agent, messages, f"{type(error).__name__}: {error}")
+        result = await process_or_exit(self._agent, messages, lambda _messages: commit)
         for event in events:
             event.ack()  # the last reference: the offset becomes committable
         return result

@@ -93,6 +93,7 @@ class PreparedBatch:
     """A batch decoded, planned and embedded; nothing of it is written yet."""
 
     messages: Sequence[RawMessage]
+    messages_by_ref: dict[MessageRef, RawMessage]
     began: float
     plan: BatchPlan
     tenant_hints: dict[tuple[str, str], str]
@@ -165,7 +166,9 @@ class EmbedBatchProcessor:
             what=f"embedding a batch of {len(messages)} messages",
             on_retry=lambda _attempt, _error: self._metrics.retries.labels(agent=AGENT).inc(),
         )
-        return PreparedBatch(messages, began, plan, self._tenant_hints(changes), documents, rejections)
+        return PreparedBatch(
+            messages, messages_by_ref, began, plan, self._tenant_hints(changes), documents, rejections
+        )
 
     async def reconcile(self, prepared: PreparedBatch, previous: BatchResult) -> None:
         """Embed the documents ``prepared`` left unembedded because their text matched the stored
@@ -192,9 +195,8 @@ class EmbedBatchProcessor:
     async def commit(self, prepared: PreparedBatch) -> BatchResult:
         """Write the prepared batch (retried), then dead-letter its poison and notify (steps 3–5)."""
         result = BatchResult(rejections=list(prepared.rejections))
-        messages_by_ref = {message.ref: message for message in prepared.messages}
         await retrying(
-            lambda: self._write(prepared, messages_by_ref, result),
+            lambda: self._write(prepared, result),
             self._retry,
             what=f"writing a batch of {len(prepared.messages)} messages",
             on_retry=lambda _attempt, _error: self._metrics.retries.labels(agent=AGENT).inc(),
@@ -264,9 +266,7 @@ class EmbedBatchProcessor:
                 document.embeddings = embeddings[row : row + len(document.chunk_texts)]
                 row += len(document.chunk_texts)
 
-    async def _write(
-        self, prepared: PreparedBatch, messages: dict[Any, RawMessage], result: BatchResult
-    ) -> None:
+    async def _write(self, prepared: PreparedBatch, result: BatchResult) -> None:
         """One ``write_batch`` of every upsert and delete, then the truncates."""
         embedded: dict[str, int] = {}
         unchanged: dict[str, int] = {}
@@ -274,13 +274,11 @@ class EmbedBatchProcessor:
         writes: list[DocumentUpsert | DocumentDelete] = []
         for document in prepared.documents:
             chunks = None
-            if document.chunk_texts is not None and document.embeddings is not None:
+            if document.chunk_texts is not None:  # an empty text has no chunks and no embeddings
                 chunks = [
-                    ChunkVector(chunk_index=index, text=text, embedding=document.embeddings[index])
+                    ChunkVector(chunk_index=index, text=text, embedding=document.embeddings[index])  # type: ignore[index]
                     for index, text in enumerate(document.chunk_texts)
                 ]
-            elif document.chunk_texts is not None:
-                chunks = []  # an empty text: no chunks, nothing was embedded
             change = document.change
             writes.append(
                 DocumentUpsert(
@@ -311,7 +309,7 @@ class EmbedBatchProcessor:
         refs = [document.change.ref for document in prepared.documents] + [
             delete.ref for delete in prepared.plan.deletes
         ]
-        outcomes = await self._write_isolating(writes, refs, messages, attempt_rejections)
+        outcomes = await self._write_isolating(writes, refs, prepared.messages_by_ref, attempt_rejections)
         truncated = 0
         for truncate in prepared.plan.truncates:
             truncated += await self._store.truncate(truncate.pipeline, truncate.position)

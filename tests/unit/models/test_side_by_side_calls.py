@@ -44,7 +44,7 @@ def test_a_small_request_is_shared_between_the_calls(side_by_side: Embedder, one
     token_ids = side_by_side.tokenizer.encode_batch([f"query number {index}" for index in range(12)])
     lengths = [len(ids) for ids in token_ids]
     # One call's worth of tokens: one call at a time keeps it whole; side by side splits it in three.
-    assert len(plan_batches(lengths, one_at_a_time.limits_for(token_ids))) == 1
-    assert len(plan_batches(lengths, side_by_side.limits_for(token_ids))) == 3
+    assert len(plan_batches(lengths, one_at_a_time.limits_for(lengths))) == 1
+    assert len(plan_batches(lengths, side_by_side.limits_for(lengths))) == 3
     single = side_by_side.tokenizer.encode_batch(["one text"])
-    assert side_by_side.limits_for(single) == side_by_side.options.limits
+    assert side_by_side.limits_for([len(single[0])]) == side_by_side.options.limits
