@@ -67,17 +67,14 @@ class Chat:
         yield ChatEvent("done", {"answer_id": "x", "cached": False, "usage": {}})
 
 
-@pytest.fixture
-def client() -> Iterator[tuple[TestClient, Search]]:
-    settings = Settings(api={"rate_limit_per_s": 1, "rate_limit_burst": 30, "max_body_bytes": 4096})
-    app = create_app(settings)
-    search = Search()
+def install_services(app: Any, settings: Settings, search: Search, **extra: Any) -> None:
+    """The app's services with the stand-ins above (``extra``: further ``Services`` fields)."""
     metrics = app.state.metrics
     app.state.services = Services(
         settings=settings.api,
         database=Database(),  # type: ignore[arg-type]
         keys=Keys(),  # type: ignore[arg-type]
-        limiter=RateLimiter(rate_per_s=1, burst=30),
+        limiter=RateLimiter(rate_per_s=settings.api.rate_limit_per_s, burst=settings.api.rate_limit_burst),
         embedder=Embedder(),  # type: ignore[arg-type]
         search=search,  # type: ignore[arg-type]
         chat=Chat(),  # type: ignore[arg-type]
@@ -89,7 +86,16 @@ def client() -> Iterator[tuple[TestClient, Search]]:
             client_queue=10,
         ),
         metrics=metrics if isinstance(metrics, ApiMetrics) else ApiMetrics.create(),
+        **extra,
     )
+
+
+@pytest.fixture
+def client() -> Iterator[tuple[TestClient, Search]]:
+    settings = Settings(api={"rate_limit_per_s": 1, "rate_limit_burst": 30, "max_body_bytes": 4096})
+    app = create_app(settings)
+    search = Search()
+    install_services(app, settings, search)
     # No `with`: the lifespan (which would connect to Postgres and Kafka) does not run.
     yield TestClient(app, raise_server_exceptions=False), search
 

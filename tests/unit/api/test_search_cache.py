@@ -11,12 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.deps import Services
-from api.events_stream import NotificationHub
-from api.rate_limit import RateLimiter
 from api.search_cache import SearchResultCache, search_key
-from tests.unit.api.test_http import GOOD, Chat, Database, Embedder, Keys, Search
-from tidewire.events.codec import make_event_codec
+from tests.unit.api.test_http import GOOD, Search, install_services
 from tidewire.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -135,24 +131,7 @@ def cached_client() -> Iterator[tuple[TestClient, Search, SearchResultCache]]:
     app = create_app(settings)
     search = WaitingSearch()
     cache = make_cache()
-    app.state.services = Services(
-        settings=settings.api,
-        database=Database(),  # type: ignore[arg-type]
-        keys=Keys(),  # type: ignore[arg-type]
-        limiter=RateLimiter(rate_per_s=1_000, burst=1_000),
-        embedder=Embedder(),  # type: ignore[arg-type]
-        search=search,  # type: ignore[arg-type]
-        chat=Chat(),  # type: ignore[arg-type]
-        hub=NotificationHub(
-            bootstrap_servers="127.0.0.1:1",
-            topic="t",
-            codec=make_event_codec(settings.kafka),
-            buffer_size=100,
-            client_queue=10,
-        ),
-        metrics=app.state.metrics,
-        search_cache=cache,
-    )
+    install_services(app, settings, search, search_cache=cache)
     yield TestClient(app, raise_server_exceptions=False), search, cache
 
 
