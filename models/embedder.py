@@ -26,6 +26,7 @@ from models.batch_planning import BatchLimits, PlannedBatch, plan_batches
 from models.build import ModelManifest, Variant, require_manifest, variant_path
 from models.errors import EmbeddingError, ProviderUnavailableError
 from models.graph_builder import ATTENTION_MASK, INPUT_IDS, SENTENCE_EMBEDDING
+from models.heap_reuse import reuse_freed_heap_memory
 from models.tokenizer import TextTokenizer
 from tidewire.settings import EmbeddingSettings
 
@@ -85,8 +86,9 @@ def default_pad_multiple(provider: Provider, cpu_memory_arena: bool) -> int:
 
 # On the CPU a model call of a few hundred padded tokens ran faster per sentence than one of
 # thousands: its activations (tokens × 1536 floats in the feed-forward) stay in the core's caches.
+# With freed buffers reused (models.heap_reuse) 128-1,024 tokens measured within 4%, 256 best.
 # Measured with `tidewire bench embed` (docs/benchmarks.md). A GPU wants the largest batches.
-CPU_INFERENCE_BATCH_TOKENS = 1024
+CPU_INFERENCE_BATCH_TOKENS = 256
 
 
 def default_inference_batch_tokens(provider: Provider) -> int:
@@ -105,6 +107,7 @@ class EmbedderOptions:
     cpu_memory_arena: bool = False
     intra_op_spinning: bool = False
     concurrent_calls: int = 1
+    reuse_freed_heap_memory: bool = False
 
     @classmethod
     def from_settings(
@@ -128,6 +131,7 @@ class EmbedderOptions:
             cpu_memory_arena=settings.cpu_memory_arena,
             intra_op_spinning=settings.intra_op_spinning,
             concurrent_calls=settings.concurrent_calls or default_concurrent_calls(provider),
+            reuse_freed_heap_memory=settings.reuse_freed_heap_memory and provider == "cpu",
         )
 
 
@@ -140,6 +144,8 @@ class Embedder:
         self.options = options
         self.tokenizer = TextTokenizer(directory / manifest.tokenizer_file, manifest.max_tokens)
         self.model_path = variant_path(directory, manifest, options.variant)
+        if options.reuse_freed_heap_memory:
+            reuse_freed_heap_memory()
         self._session = _create_session(self.model_path, options)
         self._use_io_binding = options.provider == "cuda"
         self._side_by_side: tuple[ort.InferenceSession, ThreadPoolExecutor] | None = None

@@ -90,3 +90,13 @@ def test_calls_run_side_by_side_on_every_core_of_the_cpu_by_default() -> None:
     chosen = EmbedderOptions.from_settings(EmbeddingSettings(concurrent_calls=3), max_tokens=256)
     assert chosen.concurrent_calls == 3
     assert default_concurrent_calls("cuda") == 1
+
+
+@pytest.mark.usefixtures("with_cuda")
+def test_freed_heap_memory_is_reused_on_the_cpu_only() -> None:
+    assert EmbedderOptions.from_settings(
+        EmbeddingSettings(provider="cpu"), max_tokens=256
+    ).reuse_freed_heap_memory
+    assert not EmbedderOptions.from_settings(EmbeddingSettings(), max_tokens=256).reuse_freed_heap_memory
+    switched_off = EmbeddingSettings(provider="cpu", reuse_freed_heap_memory=False)
+    assert not EmbedderOptions.from_settings(switched_off, max_tokens=256).reuse_freed_heap_memory
