@@ -195,7 +195,12 @@ class ApiSettings(BaseModel):
         ge=0,
         description="Longest life of a cached search answer; notifications of the tenant drop it sooner",
     )
-    hnsw_ef_search: int = Field(default=100, ge=1, le=1_000)
+    hnsw_ef_search: int = Field(
+        default=120,
+        ge=1,
+        le=1_000,
+        description="Candidates an HNSW search visits; the tenant filter keeps its own among them",
+    )
     iterative_scan: Literal["relaxed_order", "strict_order", "off"] = Field(
         default="relaxed_order",
         description="pgvector iterative index scans, so filtered searches return k rows",

@@ -18,6 +18,8 @@ from tidewire.runtime.stack import RUNNING, LocalStack
 from tidewire.settings import Settings, load_settings
 
 TIDEWIRE = str(Path(sys.executable).with_name("tidewire"))
+# Ids of the source rows tests write (tests/integration/pipeline/conftest.py, `new_id`).
+TEST_DOCUMENT_ID_PATTERN = "^it-[0-9a-f]{8}-"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,12 +70,26 @@ def local_stack(settings: Settings, request: pytest.FixtureRequest) -> Iterator[
     yield stack
     if not already_running:
         stack.down()
+        return
+    # On a stack that outlives the run, the source rows the tests wrote (ids from the `new_id`
+    # fixture) go: the stack's own worker then removes their vectors, as it would for any delete.
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        connection.execute(f"DELETE FROM public.documents WHERE id ~ '{TEST_DOCUMENT_ID_PATTERN}'")
 
 
 @pytest.fixture(scope="session")
 def stack_origin(local_stack: LocalStack, request: pytest.FixtureRequest) -> StackOrigin:
     """Whether this session started the stack, and what ``public.documents`` held then."""
     return request.config.stash[STACK_ORIGIN]
+
+
+def forget_pipeline_rows(settings: Settings, pipeline: str) -> None:
+    """Delete what a test pipeline left in the vector tables. The suite often runs on a developer's
+    own stack, where test vectors would otherwise pile up in the one HNSW index that searches and
+    benchmarks share (a filtered search then wades through them)."""
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        for table in ("tidewire_chunks", "tidewire_document_state", "tidewire_pipeline_truncations"):
+            connection.execute(f"DELETE FROM {table} WHERE pipeline = %s", (pipeline,))
 
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]

@@ -31,7 +31,7 @@ from models.tokenizer import TextTokenizer
 from streams.document_text import build_text
 from streams.offsets import reset_offsets
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import TIDEWIRE
+from tests.integration.conftest import TIDEWIRE, forget_pipeline_rows
 from tidewire.pipeline_spec import PipelineSpec
 from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
@@ -203,6 +203,7 @@ def worker_group_factory(
     yield make
     for group in groups:
         group.stop_all()
+        forget_pipeline_rows(settings, group.pipeline)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import psycopg
 import psycopg_pool
 import pytest
 
+from tests.integration.conftest import forget_pipeline_rows
 from tidewire.runtime.stack import LocalStack
 from tidewire.settings import PostgresSettings, Settings
 from tidewire.vector_store import VectorStore
@@ -39,10 +40,7 @@ def pipeline_name(local_stack: LocalStack, settings: Settings) -> Iterator[str]:
     """A pipeline name no other test uses; its rows are removed afterwards."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
-    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
-        connection.execute("DELETE FROM tidewire_chunks WHERE pipeline = %s", (name,))
-        connection.execute("DELETE FROM tidewire_document_state WHERE pipeline = %s", (name,))
-        connection.execute("DELETE FROM tidewire_pipeline_truncations WHERE pipeline = %s", (name,))
+    forget_pipeline_rows(settings, name)
 
 
 def open_pool(dsn: str) -> psycopg_pool.AsyncConnectionPool:
