@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.auth import KeyVerifier
+from api.cached_search import CachedSearchShortcut
 from api.chat.cache import SemanticCache
 from api.chat.providers import build_chain, close_chain
 from api.chat.service import ChatService
@@ -23,6 +24,7 @@ from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.rate_limit import RateLimiter
 from api.routers import chat, documents, events, health, search
+from api.routers.search import SEARCH_PATH
 from api.search import SearchService
 from api.search_cache import SearchResultCache
 from tidewire.events.codec import make_event_codec
@@ -113,5 +115,10 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
     install_error_handlers(app)
     for router in (search.router, chat.router, events.router, documents.router, health.router):
         app.include_router(router)
+    search_route = next(
+        route for route in search.router.routes if getattr(route, "path", None) == SEARCH_PATH
+    )
+    # Added first, so it runs inside RequestContextMiddleware: shortcut answers get ids, logs, metrics.
+    app.add_middleware(CachedSearchShortcut, route=search_route)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=api.max_body_bytes, metrics=metrics)
     return app

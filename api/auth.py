@@ -117,11 +117,10 @@ class KeyVerifier:
         if token is None or key_id is None:
             raise UnauthorizedError()
         digest = hash_key(token, self._pepper)
-        cached = self._cache.get(digest)
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached
         now = self._clock()
-        if cached is not None and cached[1] > now:
-            self._cache.move_to_end(digest)
-            return cached[0]
         row = await self._lookup(key_id)
         stored = row["key_hash"] if row is not None else _DUMMY_DIGEST
         matches = hmac.compare_digest(bytes(stored), digest)
@@ -134,6 +133,21 @@ class KeyVerifier:
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
         return principal
+
+    def cached_principal(self, authorization: str | None) -> Principal | None:
+        """The principal of a key verified within ``ttl_s``, without a lookup; None for anything
+        else (which :meth:`verify` then decides)."""
+        token = bearer_token(authorization)
+        if token is None or parse_key(token) is None:
+            return None
+        return self._cached(hash_key(token, self._pepper))
+
+    def _cached(self, digest: bytes) -> Principal | None:
+        cached = self._cache.get(digest)
+        if cached is None or cached[1] <= self._clock():
+            return None
+        self._cache.move_to_end(digest)
+        return cached[0]
 
     async def _lookup(self, key_id: str) -> dict[str, Any] | None:
         async with self._pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:

@@ -23,6 +23,7 @@ from api.search import ReadAfter
 from api.search_cache import search_key
 
 router = APIRouter(prefix="/v1", tags=["search"])
+SEARCH_PATH = "/v1/search"
 _HITS = TypeAdapter(list[SearchHitPublic])
 
 
@@ -58,7 +59,7 @@ async def search_query(request: Request) -> SearchQuery:
 
 
 @router.get(
-    "/search",
+    SEARCH_PATH.removeprefix(router.prefix),
     response_model=SearchPublic,
     responses=ERROR_RESPONSES,
     openapi_extra={"parameters": _openapi_parameters()},
@@ -97,7 +98,7 @@ async def search(request: Request) -> Response:
         cached = cache.get(key)
         if cached is not None:
             services.metrics.search_cache_hits.inc()
-            return _answer(q, services.embedder.model_id, started, cached, headers)
+            return search_answer(q, services.embedder.model_id, started, cached, headers)
         services.metrics.search_cache_misses.inc()
         # Taken before the search reads the index: an invalidation in between keeps it out.
         stamp = cache.stamp(tenant_id)
@@ -118,10 +119,10 @@ async def search(request: Request) -> Response:
     hits_json = _HITS.dump_json(hits)
     if key is not None:
         cache.put(key, hits_json, stamp)
-    return _answer(q, services.embedder.model_id, started, hits_json, headers)
+    return search_answer(q, services.embedder.model_id, started, hits_json, headers)
 
 
-def _answer(q: str, model: str, started: float, hits_json: bytes, headers: dict[str, str]) -> Response:
+def search_answer(q: str, model: str, started: float, hits_json: bytes, headers: dict[str, str]) -> Response:
     """The ``SearchPublic`` document around already serialized hits."""
     took_ms = round((time.perf_counter() - started) * 1000, 2)
     body = b"".join(

@@ -32,9 +32,13 @@ GOOD = "Bearer good-key"
 
 class Keys:
     async def verify(self, authorization: str | None) -> Principal:
-        if bearer_token(authorization) != "good-key":
+        principal = self.cached_principal(authorization)
+        if principal is None:
             raise UnauthorizedError()
-        return Principal(key_id="k1", tenant_id="acme")
+        return principal
+
+    def cached_principal(self, authorization: str | None) -> Principal | None:
+        return Principal(key_id="k1", tenant_id="acme") if bearer_token(authorization) == "good-key" else None
 
 
 class Embedder:
