@@ -196,7 +196,7 @@ class ApiSettings(BaseModel):
         description="Longest life of a cached search answer; notifications of the tenant drop it sooner",
     )
     hnsw_ef_search: int = Field(
-        default=120,
+        default=200,
         ge=1,
         le=1_000,
         description="Candidates an HNSW search visits; the tenant filter keeps its own among them",

@@ -1,4 +1,4 @@
-"""Migrations 0002, 0006 and 0007 in a scratch database: upgrade creates, downgrade removes exactly what it made."""
+"""Migrations 0002 and 0006 in a scratch database: upgrade creates, downgrade removes exactly what it made."""
 
 from __future__ import annotations
 
@@ -82,27 +82,3 @@ def test_0006_adds_truncate_positions_and_downgrade_restores_0005(scratch_databa
     assert (_schema(scratch_database), _function_definitions(scratch_database)) == at_0005
     database.upgrade(scratch_database, "0006")
     assert (_schema(scratch_database), _function_definitions(scratch_database)) == at_0006
-
-
-def _hnsw_options(postgres: PostgresSettings) -> list[str]:
-    with psycopg.connect(postgres.dsn()) as connection:
-        (options,) = connection.execute(
-            "SELECT reloptions FROM pg_class WHERE relname = 'tidewire_chunks_embedding_hnsw_idx'"
-        ).fetchone() or (None,)
-    return sorted(options or [])
-
-
-def test_0007_rebuilds_the_hnsw_index_denser_and_downgrade_restores_0006(
-    scratch_database: PostgresSettings,
-) -> None:
-    database.upgrade(scratch_database, "0006")
-    at_0006 = _schema(scratch_database)
-    assert _hnsw_options(scratch_database) == ["ef_construction=64", "m=16"]
-    database.upgrade(scratch_database, "0007")
-    assert _hnsw_options(scratch_database) == ["ef_construction=200", "m=16"]
-    # Rebuilt in place: the same valid indexes as before.
-    assert _schema(scratch_database) == at_0006
-
-    database.downgrade(scratch_database, "0006")
-    assert _hnsw_options(scratch_database) == ["ef_construction=64", "m=16"]
-    assert _schema(scratch_database) == at_0006
