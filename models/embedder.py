@@ -86,7 +86,8 @@ def default_pad_multiple(provider: Provider, cpu_memory_arena: bool) -> int:
 
 # On the CPU a model call of a few hundred padded tokens ran faster per sentence than one of
 # thousands: its activations (tokens × 1536 floats in the feed-forward) stay in the core's caches.
-# With freed buffers reused (models.heap_reuse) 128-1,024 tokens measured within 4%, 256 best.
+# With freed buffers reused (models.heap_reuse) 128-512 tokens measured within 4%, 256 best, 1,024
+# 11% slower.
 # Measured with `tidewire bench embed` (docs/benchmarks.md). A GPU wants the largest batches.
 CPU_INFERENCE_BATCH_TOKENS = 256
 

@@ -5,7 +5,7 @@ intermediate tensor of a model call is a plain ``malloc``. glibc serves blocks a
 (128 KiB at first, raised as such blocks are freed) with a fresh ``mmap`` and gives them back with
 ``munmap``, and it trims the heap top after every large ``free``. A batched call's activations
 (hundreds of tokens × 1,536 floats) are such blocks, so every call page-faulted its buffers in again:
-profiled as up to a quarter of a batched call's time on the CPU.
+measured as 15-20% of a batched call's time on the CPU.
 
 :func:`reuse_freed_heap_memory` fixes both thresholds at 32 MiB (the largest mmap threshold glibc
 accepts on 64-bit) and 64 MiB, so those blocks come from, and return to, the heap. Memory stays
