@@ -20,14 +20,13 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
-from starlette.datastructures import QueryParams
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import Services
 from api.errors import RateLimitedError, ValidationFailedError
-from api.filters import parse_metadata_filter
-from api.routers.search import SEARCH_PATH, search_answer
+from api.routers.search import SEARCH_PATH, checked_filter, search_answer
 from api.schemas import SearchQuery
 from api.search_cache import search_key
 
@@ -55,14 +54,14 @@ class CachedSearchShortcut:
 def cached_answer(services: Services, scope: Scope) -> Response | None:
     """The route's answer to this search when it is cached and every check passes, else None."""
     started = time.perf_counter()
-    principal = services.keys.cached_principal(_header(scope, b"authorization"))
+    principal = services.keys.cached_principal(Headers(scope=scope).get("authorization"))
     if principal is None or not services.search_cache.enabled:
         return None
     try:
         query = SearchQuery.model_validate(dict(QueryParams(scope["query_string"])))
-        if query.after is not None or "\x00" in query.q or not query.q.strip():
+        if query.after is not None:
             return None
-        metadata_filter = parse_metadata_filter(query.filter)
+        metadata_filter = checked_filter(query)
     except (ValidationError, ValidationFailedError):
         return None
     cached = services.search_cache.get(
@@ -76,11 +75,3 @@ def cached_answer(services: Services, scope: Scope) -> Response | None:
         return None
     services.metrics.search_cache_hits.inc()
     return search_answer(query.q, services.embedder.model_id, started, cached, {})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    # Starlette's Headers.get: the first occurrence, decoded as latin-1.
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None

@@ -58,6 +58,14 @@ async def search_query(request: Request) -> SearchQuery:
         ) from None
 
 
+def checked_filter(query: SearchQuery) -> dict[str, Any] | None:
+    """The checks beyond the parameters' own bounds: ``q`` holds text and no NUL; the metadata filter
+    parsed. :class:`ValidationFailedError` (422) otherwise."""
+    if "\x00" in query.q or not query.q.strip():
+        raise ValidationFailedError("query.q: must contain text and no NUL characters")
+    return parse_metadata_filter(query.filter)
+
+
 @router.get(
     SEARCH_PATH.removeprefix(router.prefix),
     response_model=SearchPublic,
@@ -85,9 +93,7 @@ async def search(request: Request) -> Response:
     services = services_of(request)
     q, k, mode, after = query.q, query.k, query.mode, query.after
     # 1. Validate.
-    if "\x00" in q or not q.strip():
-        raise ValidationFailedError("query.q: must contain text and no NUL characters")
-    metadata_filter = parse_metadata_filter(query.filter)
+    metadata_filter = checked_filter(query)
     tenant_id = principal.tenant_id
     cache = services.search_cache
     headers: dict[str, str] = {}
