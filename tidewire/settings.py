@@ -196,10 +196,10 @@ class ApiSettings(BaseModel):
         description="Longest life of a cached search answer; notifications of the tenant drop it sooner",
     )
     hnsw_ef_search: int = Field(
-        default=200,
+        default=100,
         ge=1,
         le=1_000,
-        description="Candidates an HNSW search visits; the tenant filter keeps its own among them",
+        description="Candidates an HNSW search visits in the tenant's own graph (its partition)",
     )
     iterative_scan: Literal["relaxed_order", "strict_order", "off"] = Field(
         default="relaxed_order",

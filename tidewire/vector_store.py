@@ -119,6 +119,13 @@ _STORED_VERSIONS_SQL = (
     "ON s.pipeline = k.pipeline AND s.document_id = k.document_id"
 )
 
+# Gives each tenant its own partition of the chunks table, so its own HNSW graph (migration 0007);
+# rows of the tenants listed, returns those it made a partition for.
+_ENSURE_TENANT_PARTITIONS_SQL = (
+    "SELECT tenant_id FROM unnest(%b::text[]) AS t(tenant_id) "
+    "WHERE public.tidewire_ensure_tenant_partition(tenant_id)"
+)
+
 # Records the pipeline's truncate position (write_batch then skips older writes), tombstones every
 # live document of the pipeline last written before the TRUNCATE, and removes their chunks (migration 0006).
 _TRUNCATE_SQL = "SELECT public.tidewire_truncate_pipeline(%(pipeline)s, %(lsn)s, %(committed_at)s)"
@@ -214,6 +221,8 @@ class VectorStore:
         self._vector_info: TypeInfo | None = None
         # Connections whose adapters already know the vector type (the pool may hand out others).
         self._prepared: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+        # Tenants known to have their own partition of the chunks table.
+        self._partitioned_tenants: set[str] = set()
 
     async def stored_versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredVersion]:
         """(pipeline, document_id) -> stored version, one query; missing keys are absent."""
@@ -230,7 +239,8 @@ class VectorStore:
         }
 
     async def write_batch(self, writes: Sequence[Write]) -> list[WriteOutcome]:
-        """Apply a batch in ONE transaction and ONE database round trip; outcomes in input order.
+        """Apply a batch in ONE transaction and ONE database round trip (one more the first time the
+        store meets a tenant: :meth:`ensure_tenant_partitions`); outcomes in input order.
 
         Latest-wins per document; surplus chunks go when a text gets shorter; a delete removes the
         chunks and keeps a tombstone; several writes of one document are applied in LSN order; a
@@ -240,6 +250,9 @@ class VectorStore:
         if not writes:
             return []
         params = plan_batch(writes, dimension=self.dimension)
+        await self.ensure_tenant_partitions(
+            {write.tenant_id for write in writes if write.tenant_id is not None}
+        )
         rows = await self._fetch(_WRITE_BATCH_SQL, params)
         results = {row[0]: row for row in rows}
         outcomes = []
@@ -258,6 +271,17 @@ class VectorStore:
                 )
             )
         return outcomes
+
+    async def ensure_tenant_partitions(self, tenant_ids: set[str]) -> list[str]:
+        """Give each tenant its own partition of the chunks table (and so its own HNSW graph) unless it
+        has one; returns the tenants it made one for. Asks the database once per tenant and store: a
+        search then walks only its tenant's vectors, whatever other tenants hold."""
+        missing = sorted(tenant_ids - self._partitioned_tenants)
+        if not missing:
+            return []
+        rows = await self._fetch(_ENSURE_TENANT_PARTITIONS_SQL, (missing,))
+        self._partitioned_tenants.update(missing)
+        return [tenant_id for (tenant_id,) in rows]
 
     async def truncate(self, pipeline: str, position: SourcePosition) -> int:
         """A TRUNCATE of the source table: tombstone every document of ``pipeline`` older than ``position``.

@@ -20,6 +20,25 @@ from tidewire.settings import Settings, load_settings
 TIDEWIRE = str(Path(sys.executable).with_name("tidewire"))
 # Ids of the source rows tests write (tests/integration/pipeline/conftest.py, `new_id`).
 TEST_DOCUMENT_ID_PATTERN = "^it-[0-9a-f]{8}-"
+DROP_EMPTY_TENANT_PARTITIONS = """
+DO $$
+DECLARE
+  v_partition regclass;
+  v_empty boolean;
+BEGIN
+  FOR v_partition IN
+    SELECT inhrelid::regclass FROM pg_inherits
+    WHERE inhparent = 'public.tidewire_chunks'::regclass
+      AND inhrelid <> 'public.tidewire_chunks_default'::regclass
+  LOOP
+    EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', v_partition) INTO v_empty;
+    IF v_empty THEN
+      EXECUTE format('DROP TABLE %s', v_partition);
+    END IF;
+  END LOOP;
+END
+$$
+"""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,6 +94,9 @@ def local_stack(settings: Settings, request: pytest.FixtureRequest) -> Iterator[
     # fixture) go: the stack's own worker then removes their vectors, as it would for any delete.
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
         connection.execute(f"DELETE FROM public.documents WHERE id ~ '{TEST_DOCUMENT_ID_PATTERN}'")
+        # Every tenant a test wrote got a partition of the chunks table (migration 0007); the empty
+        # ones go, a writer makes them again when it needs them.
+        connection.execute(DROP_EMPTY_TENANT_PARTITIONS)
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +107,8 @@ def stack_origin(local_stack: LocalStack, request: pytest.FixtureRequest) -> Sta
 
 def forget_pipeline_rows(settings: Settings, pipeline: str) -> None:
     """Delete what a test pipeline left in the vector tables. The suite often runs on a developer's
-    own stack, where test vectors would otherwise pile up in the one HNSW index that searches and
-    benchmarks share (a filtered search then wades through them)."""
+    own stack, where test vectors would otherwise pile up in the HNSW graphs that searches and
+    benchmarks walk."""
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
         for table in ("tidewire_chunks", "tidewire_document_state", "tidewire_pipeline_truncations"):
             connection.execute(f"DELETE FROM {table} WHERE pipeline = %s", (pipeline,))

@@ -1,8 +1,13 @@
-"""Migrations 0002 and 0006 in a scratch database: upgrade creates, downgrade removes exactly what it made."""
+"""Migrations 0002, 0006 and 0007 in a scratch database: upgrade creates, downgrade removes exactly what
+it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import psycopg
+from pgvector.psycopg import register_vector
 
 from tidewire import database
 from tidewire.settings import PostgresSettings
@@ -82,3 +87,87 @@ def test_0006_adds_truncate_positions_and_downgrade_restores_0005(scratch_databa
     assert (_schema(scratch_database), _function_definitions(scratch_database)) == at_0005
     database.upgrade(scratch_database, "0006")
     assert (_schema(scratch_database), _function_definitions(scratch_database)) == at_0006
+
+
+def _chunks_by_tenant(postgres: PostgresSettings) -> dict[str, list[tuple[str, int, str]]]:
+    """Each partition of ``tidewire_chunks`` (or the table itself): the (document, chunk, tenant)
+    rows it holds, read through its parent."""
+    with psycopg.connect(postgres.dsn()) as connection:
+        rows = connection.execute(
+            "SELECT tableoid::regclass::text, document_id, chunk_index, tenant_id FROM tidewire_chunks "
+            "ORDER BY 2, 3"
+        ).fetchall()
+    held: dict[str, list[tuple[str, int, str]]] = {}
+    for table, document_id, chunk_index, tenant_id in rows:
+        held.setdefault(table, []).append((document_id, chunk_index, tenant_id))
+    return held
+
+
+def _policies(postgres: PostgresSettings) -> list[tuple[str, str, str]]:
+    with psycopg.connect(postgres.dsn()) as connection:
+        return connection.execute(
+            "SELECT tablename, policyname, roles::text FROM pg_policies "
+            "WHERE schemaname = 'public' AND tablename = 'tidewire_chunks'"
+        ).fetchall()
+
+
+def _api_reads(postgres: PostgresSettings, tenant: str) -> list[str]:
+    with psycopg.connect(postgres.api_dsn()) as connection, connection.transaction():
+        connection.execute("SELECT set_config('tidewire.tenant_id', %s, true)", (tenant,))
+        return [row[0] for row in connection.execute("SELECT document_id FROM tidewire_chunks ORDER BY 1")]
+
+
+def test_0007_gives_every_tenant_its_own_partition_and_downgrade_restores_0006(
+    scratch_database: PostgresSettings,
+) -> None:
+    database.upgrade(scratch_database, "0006")
+    with psycopg.connect(scratch_database.dsn()) as connection:
+        register_vector(connection)
+        connection.cursor().executemany(
+            "INSERT INTO tidewire_chunks (pipeline, document_id, chunk_index, tenant_id, chunk_text, "
+            "embedding, model, source_lsn, source_committed_at) "
+            "VALUES ('documents', %s, %s, %s, 'text', %s, 'test', 1, now())",
+            [
+                (document_id, index, tenant, np.full(384, 0.1 + index, dtype=np.float32))
+                for document_id, index, tenant in [
+                    ("a-1", 0, "alpha"),
+                    ("a-1", 1, "alpha"),
+                    ("b-1", 0, "it's b"),
+                ]
+            ],
+        )
+    at_0006 = _schema(scratch_database), _function_definitions(scratch_database), _policies(scratch_database)
+    rows_at_0006 = _chunks_by_tenant(scratch_database)
+    assert list(rows_at_0006) == ["tidewire_chunks"]
+
+    database.upgrade(scratch_database, "0007")
+    held = _chunks_by_tenant(scratch_database)
+    # One partition per tenant, named after the md5 of its id; nothing left in the default one.
+    assert held == {
+        f"tidewire_chunks_t_{hashlib.md5(tenant.encode()).hexdigest()}": [
+            row for row in rows_at_0006["tidewire_chunks"] if row[2] == tenant
+        ]
+        for tenant in ("alpha", "it's b")
+    }
+    with psycopg.connect(scratch_database.dsn()) as connection:
+        (kind,) = connection.execute(
+            "SELECT relkind FROM pg_class WHERE relname = 'tidewire_chunks'"
+        ).fetchone() or ("",)
+        hnsw_partitions = connection.execute(
+            "SELECT count(*) FROM pg_partition_tree('tidewire_chunks_embedding_hnsw_idx') WHERE isleaf"
+        ).fetchone()
+    assert kind == "p"
+    assert hnsw_partitions == (3,)  # the two tenants' and the default partition's
+    assert _policies(scratch_database) == at_0006[2]
+    assert _api_reads(scratch_database, "alpha") == ["a-1", "a-1"]
+    assert _api_reads(scratch_database, "it's b") == ["b-1"]
+    assert "tenant_id) DO UPDATE" in _function_definitions(scratch_database)["tidewire_write_batch"]
+
+    database.downgrade(scratch_database, "0006")
+    assert (
+        _schema(scratch_database),
+        _function_definitions(scratch_database),
+        _policies(scratch_database),
+    ) == at_0006
+    assert _chunks_by_tenant(scratch_database) == rows_at_0006
+    assert _api_reads(scratch_database, "alpha") == ["a-1", "a-1"]

@@ -522,6 +522,7 @@ def test_batch_of_256_documents_is_one_round_trip(settings: Settings, pipeline_n
         ):
             store = VectorStore(pool)
             await store.stored_versions([(pipeline_name, "warm-up")])  # first use: pgvector type lookup
+            await store.ensure_tenant_partitions({"tenant-a"})  # first write of a tenant: its partition
             start = counter.ready_for_query
             outcomes = await store.write_batch(batch)
             write_trips = counter.ready_for_query - start
@@ -537,3 +538,72 @@ def test_batch_of_256_documents_is_one_round_trip(settings: Settings, pipeline_n
             "SELECT count(*) FROM tidewire_chunks WHERE pipeline = %s", (pipeline_name,)
         ).fetchone() or (0,)
     assert count == 255 * 3
+
+
+def _partition_of(settings: Settings, pipeline: str, document_id: str) -> set[tuple[str, str]]:
+    """(partition, tenant) of each stored chunk of the document."""
+    with psycopg.connect(settings.postgres.dsn()) as connection:
+        rows = connection.execute(
+            "SELECT tableoid::regclass::text, tenant_id FROM tidewire_chunks WHERE pipeline = %s AND document_id = %s",
+            (pipeline, document_id),
+        ).fetchall()
+    return {(table, tenant) for table, tenant in rows}
+
+
+def _own_partition(tenant: str) -> str:
+    return f"tidewire_chunks_t_{hashlib.md5(tenant.encode()).hexdigest()}"
+
+
+def test_a_tenants_first_write_gives_it_its_own_partition(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    tenant = f"tenant-{pipeline_name}"
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch([upsert(pipeline_name, "doc-1", 1, ["one ", "two"], tenant=tenant)])
+        # Another store (another process) asks again and finds it made.
+        return await VectorStore(pool).ensure_tenant_partitions({tenant})
+
+    made_again = run_with_store(body)
+    assert _partition_of(settings, pipeline_name, "doc-1") == {(_own_partition(tenant), tenant)}
+    assert made_again == []
+
+
+def test_a_tenants_rows_in_the_default_partition_move_into_its_own(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    tenant = f"tenant-{pipeline_name}"
+    with psycopg.connect(settings.postgres.dsn()) as connection:
+        register_vector(connection)
+        # A writer that did not ask for a partition first: the row lands in the default partition.
+        connection.execute(
+            "INSERT INTO tidewire_chunks (pipeline, document_id, chunk_index, tenant_id, chunk_text, "
+            "embedding, model, source_lsn, source_committed_at) VALUES (%s, 'doc-1', 0, %s, 'x', %s, 'm', 1, now())",
+            (pipeline_name, tenant, unit_vector(1)),
+        )
+    assert _partition_of(settings, pipeline_name, "doc-1") == {("tidewire_chunks_default", tenant)}
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        return await store.ensure_tenant_partitions({tenant})
+
+    assert run_with_store(body) == [tenant]
+    assert _partition_of(settings, pipeline_name, "doc-1") == {(_own_partition(tenant), tenant)}
+
+
+def test_new_text_under_a_new_tenant_leaves_nothing_under_the_old_one(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch([upsert(pipeline_name, "doc-1", 1, ["a ", "b ", "c"], tenant="tenant-a")])
+        return await store.write_batch(
+            [upsert(pipeline_name, "doc-1", 2, ["x ", "y"], tenant="tenant-b", seed=2)]
+        )
+
+    (moved,) = run_with_store(body)
+    assert (moved.applied, moved.chunk_count, moved.tenant_id) == (True, 2, "tenant-b")
+    rows = stored_chunks(settings, pipeline_name, "doc-1")
+    assert [(row["chunk_index"], row["chunk_text"], row["tenant_id"]) for row in rows] == [
+        (0, "x ", "tenant-b"),
+        (1, "y", "tenant-b"),
+    ]
+    assert _partition_of(settings, pipeline_name, "doc-1") == {(_own_partition("tenant-b"), "tenant-b")}
