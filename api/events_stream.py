@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,7 +38,8 @@ MAX_EVENT_ID_CHARS = 2_048
 _POSITION_ITEM = re.compile(r"(\d{1,5}):(\d{1,19})")
 
 Positions = dict[int, int]
-# listener(tenant_id, {document_id: indexed_at}) for every consumed batch of notifications.
+# listener(tenant_id, {document_id: indexed_at}) for every consumed batch of live notifications
+# (those published after the hub started, or after its last position on a reconnect).
 InvalidationListener = Callable[[str, dict[str, datetime]], Awaitable[None]]
 
 
@@ -129,7 +130,8 @@ class NotificationHub:
         return self._epoch if self.ready.is_set() else None
 
     def add_listener(self, listener: InvalidationListener) -> None:
-        """``listener(tenant_id, {document_id: indexed_at})`` is awaited for every consumed batch."""
+        """``listener(tenant_id, {document_id: indexed_at})`` is awaited for every consumed batch of
+        live notifications; the history replayed at start (for ``Last-Event-ID``) is not passed on."""
         self._listeners.append(listener)
 
     def start(self) -> None:
@@ -242,12 +244,17 @@ class NotificationHub:
         ends = await consumer.end_offsets(assigned)
         per_partition = max(1, (self._buffer.maxlen or 1) // len(assigned))
         for tp in assigned:
-            resume_at = self.positions.get(tp.partition)
-            if resume_at is None:
-                resume_at = max(beginnings[tp], ends[tp] - per_partition)
-                self._live_from[tp.partition] = ends[tp]
-                self.positions[tp.partition] = resume_at
-            consumer.seek(tp, max(resume_at, beginnings[tp]))
+            consumer.seek(tp, self.begin_at(tp.partition, beginnings[tp], ends[tp], history=per_partition))
+
+    def begin_at(self, partition: int, beginning: int, end: int, *, history: int) -> int:
+        """Where to read ``partition`` from: where the hub left off, or on its first connection up to
+        ``history`` messages before ``end`` (replayed for ``Last-Event-ID``; ``end`` on is live)."""
+        resume_at = self.positions.get(partition)
+        if resume_at is None:
+            resume_at = max(beginning, end - history)
+            self._live_from[partition] = end
+            self.positions[partition] = resume_at
+        return max(resume_at, beginning)
 
     def _partitions(self) -> list[int]:
         # aiokafka's consumer.topics() fetches metadata without updating what
@@ -267,22 +274,35 @@ class NotificationHub:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=1_000)
-            touched: dict[str, dict[str, datetime]] = {}  # tenant -> document -> latest indexed_at
-            for tp, messages in batches.items():
-                for message in messages:
-                    notification = self._decode(message.value, tp.partition, message.offset)
-                    self.publish(tp.partition, message.offset, notification)
-                    if notification is not None:
-                        documents = touched.setdefault(notification.tenant_id, {})
-                        previous = documents.get(notification.document_id)
-                        if previous is None or notification.indexed_at > previous:
-                            documents[notification.document_id] = notification.indexed_at
-            for tenant_id, documents in touched.items():
-                for listener in self._listeners:
-                    try:
-                        await listener(tenant_id, documents)
-                    except Exception:
-                        logger.exception("notification listener failed for tenant %s", tenant_id)
+            await self.handle_batches(
+                {
+                    tp.partition: [(message.offset, message.value) for message in messages]
+                    for tp, messages in batches.items()
+                }
+            )
+
+    async def handle_batches(self, batches: Mapping[int, Sequence[tuple[int, bytes | None]]]) -> None:
+        """Publish consumed messages (partition → [(offset, value)]) to the subscribers, then pass the
+        live changes among them to the listeners, per tenant."""
+        touched: dict[str, dict[str, datetime]] = {}  # tenant -> document -> latest indexed_at
+        for partition, messages in batches.items():
+            for offset, value in messages:
+                notification = self._decode(value, partition, offset)
+                self.publish(partition, offset, notification)
+                # History (what was on the topic before the hub started) is for Last-Event-ID only:
+                # this process cached nothing before it started, and a stored answer is checked
+                # against the document state when it is looked up.
+                if notification is not None and offset >= self._live_from.get(partition, 0):
+                    documents = touched.setdefault(notification.tenant_id, {})
+                    previous = documents.get(notification.document_id)
+                    if previous is None or notification.indexed_at > previous:
+                        documents[notification.document_id] = notification.indexed_at
+        for tenant_id, documents in touched.items():
+            for listener in self._listeners:
+                try:
+                    await listener(tenant_id, documents)
+                except Exception:
+                    logger.exception("notification listener failed for tenant %s", tenant_id)
 
     def _decode(self, value: bytes | None, partition: int, offset: int) -> Notification | None:
         try:

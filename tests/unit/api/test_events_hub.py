@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -127,3 +128,26 @@ def test_sse_encoding() -> None:
     )
     assert position_only("0:1").encode() == b"id: 0:1\r\n\r\n"
     assert heartbeat().encode() == b": ping\r\n\r\n"
+
+
+def test_listeners_get_live_changes_only_not_the_history_replayed_at_start() -> None:
+    notifications = hub()
+    codec = make_event_codec(KafkaSettings())
+    # The topic held offsets 0..2 when the hub connected: it replays them, offset 3 on is live.
+    assert notifications.begin_at(0, 0, 3, history=100) == 0
+    heard: list[tuple[str, list[str]]] = []
+
+    async def listener(tenant: str, documents: dict[str, datetime]) -> None:
+        heard.append((tenant, sorted(documents)))
+
+    notifications.add_listener(listener)
+    encoded = {name: codec.encode(notification("a", name), topic="t") for name in ("old-1", "old-2", "new")}
+    asyncio.run(
+        notifications.handle_batches(
+            {0: [(1, encoded["old-1"]), (2, encoded["old-2"]), (3, encoded["new"]), (4, b"garbage")]}
+        )
+    )
+    assert heard == [("a", ["new"])]
+    # The replayed history still reaches a client resuming from before it.
+    resumed = notifications.subscribe("a", resume={0: 0})
+    assert [event.notification.document_id for event, _ in resumed.replay] == ["old-1", "old-2", "new"]
