@@ -41,23 +41,10 @@ VALUES (%(answer_id)s, %(tenant)s, %(question)s, %(embedding)s, %(answer)s, %(so
 """
 
 # Only answers written before the change was indexed: a notification that arrives late (the hub
-# lags the index a little) must not invalidate an answer already built on the new version.
-# Each live answer's sources are unnested once and hash-joined with the changed documents: testing
-# `document = ANY (sources)` for every (document, answer) pair instead took 0.8 s for 256 changed
-# documents against 3,000 cached answers, 3.2 s against 12,000 (now about 60 ms). The GIN index on
-# `source_documents` cannot serve it: `&&` is not LEAKPROOF, so row-level security keeps it from the
-# index.
-_INVALIDATE_SQL = """
-UPDATE tidewire_answers AS a SET invalidated_at = now()
-WHERE a.tenant_id = %(tenant)s AND a.invalidated_at IS NULL
-  AND a.answer_id IN (
-    SELECT c.answer_id
-    FROM tidewire_answers AS c
-    CROSS JOIN LATERAL unnest(c.source_documents) AS s(document_id)
-    JOIN unnest(%(documents)s::text[], %(indexed_at)s::timestamptz[]) AS n(document_id, indexed_at)
-      ON n.document_id = s.document_id
-    WHERE c.tenant_id = %(tenant)s AND c.invalidated_at IS NULL AND c.created_at < n.indexed_at)
-"""
+# lags the index a little) must not invalidate an answer already built on the new version. The
+# function (migration 0008) finds the candidate answers through the GIN index on their sources, which
+# row-level security keeps from a query of the API role; it keeps to the transaction's tenant.
+_INVALIDATE_SQL = "SELECT public.tidewire_invalidate_answers(%(documents)s::text[], %(indexed_at)s::timestamptz[]) AS invalidated"
 
 
 @dataclass(frozen=True)
@@ -137,11 +124,7 @@ class SemanticCache:
         (``changes``: document id → when the change was indexed); returns how many."""
         if not changes:
             return 0
-        parameters = {
-            "tenant": tenant_id,
-            "documents": list(changes),
-            "indexed_at": list(changes.values()),
-        }
+        parameters = {"documents": list(changes), "indexed_at": list(changes.values())}
         async with self._database.transaction(tenant_id) as connection:
-            cursor = await connection.execute(_INVALIDATE_SQL, parameters)
-            return cursor.rowcount
+            row = await (await connection.execute(_INVALIDATE_SQL, parameters)).fetchone()
+        return int(row["invalidated"]) if row else 0

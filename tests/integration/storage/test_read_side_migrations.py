@@ -1,9 +1,12 @@
-"""Migrations 0004 (full-text GIN index) and 0005 (the API's role) in a scratch database: each
-upgrade makes what it says, each downgrade restores the revision before it, and the hybrid search's
-full-text query, run as the API's role, is served by the GIN index."""
+"""Migrations 0004 (full-text GIN index), 0005 (the API's role) and 0008 (answer invalidation) in a
+scratch database: each upgrade makes what it says, each downgrade restores the revision before it, the
+hybrid search's full-text query, run as the API's role, is served by the GIN index, and so is the
+invalidation of cached answers."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -189,3 +192,72 @@ def test_the_full_text_function_keeps_to_the_transactions_tenant(searchable_chun
         with connection.transaction():
             connection.execute("SELECT set_config('tidewire.tenant_id', 'other', true)")
             assert connection.execute(call).fetchall() == [("other-1",)]
+
+
+INVALIDATE = "public.tidewire_invalidate_answers"
+INVALIDATE_SIGNATURE = f"{INVALIDATE}(text[], timestamptz[])"
+
+
+def test_0008_adds_the_answer_invalidation_function_for_the_api_role_only(
+    scratch_database: PostgresSettings,
+) -> None:
+    database.upgrade(scratch_database, "0007")
+    at_0007 = _security(scratch_database)
+    database.upgrade(scratch_database, "0008")
+    at_0008 = _security(scratch_database)
+    assert set(at_0008["functions"]) - set(at_0007["functions"]) == {("tidewire_invalidate_answers", True)}
+    (api_may, public_may) = _query(
+        scratch_database,
+        "SELECT has_function_privilege(%s, %s, 'EXECUTE'), "
+        "(SELECT bool_or(a.grantee = 0) FROM pg_proc p, aclexplode(p.proacl) a "
+        " WHERE p.proname = 'tidewire_invalidate_answers')",
+        (scratch_database.api_user, INVALIDATE_SIGNATURE),
+    )[0]
+    assert api_may and not public_may
+
+    database.downgrade(scratch_database, "0007")
+    assert _security(scratch_database) == at_0007
+    database.upgrade(scratch_database, "0008")
+    assert _security(scratch_database) == at_0008
+
+
+def test_answer_invalidation_keeps_to_the_tenant_and_its_time_and_uses_the_gin_index(
+    scratch_database: PostgresSettings,
+) -> None:
+    database.upgrade(scratch_database, "head")
+    now = datetime.now(UTC)
+    # (tenant, answer, cited documents, written how long before the change was indexed)
+    cited = [
+        ("a", "stale", ["d1", "d2"], 60),
+        ("a", "other-document", ["d3"], 60),
+        ("a", "newer", ["d1"], -60),
+    ]
+    cited += [("b", "other-tenant", ["d1"], 60)]
+    cited += [("a", f"filler-{n}", [f"f{n}", f"g{n}"], 60) for n in range(2_000)]  # so that an index pays
+    with psycopg.connect(scratch_database.dsn()) as connection:
+        register_vector(connection)
+        connection.cursor().executemany(
+            "INSERT INTO tidewire_answers (answer_id, tenant_id, question, question_embedding, answer, sources, "
+            "source_documents, provider, created_at) VALUES (%s, %s, %s, %s, 'an answer', '[]', %s, 'test', %s)",
+            [
+                (uuid.uuid5(uuid.NAMESPACE_URL, name), tenant, name, np.ones(384, dtype=np.float32), documents,
+                 now - timedelta(seconds=age))
+                for tenant, name, documents, age in cited
+            ],
+        )  # fmt: skip
+        connection.commit()
+        connection.execute("ANALYZE tidewire_answers")
+    with psycopg.connect(scratch_database.api_dsn()) as connection, connection.transaction():
+        connection.execute("SELECT set_config('tidewire.tenant_id', 'a', true)")
+        scans = "SELECT pg_stat_get_xact_numscans('tidewire_answers_sources_idx'::regclass)"
+        (before,) = connection.execute(scans).fetchone() or (0,)
+        (count,) = connection.execute(f"SELECT {INVALIDATE}(%s, %s)", (["d1"], [now])).fetchone() or (0,)
+        (after,) = connection.execute(scans).fetchone() or (0,)
+    invalidated = _query(
+        scratch_database, "SELECT question FROM tidewire_answers WHERE invalidated_at IS NOT NULL"
+    )
+    assert (count, invalidated) == (1, [("stale",)])
+    assert after > before
+    with psycopg.connect(scratch_database.api_dsn()) as connection:
+        # No tenant set: nothing is touched.
+        assert connection.execute(f"SELECT {INVALIDATE}(%s, %s)", (["d3"], [now])).fetchone() == (0,)
