@@ -24,13 +24,6 @@ from tidewire.settings import PostgresSettings
 
 TenantConnection = psycopg.AsyncConnection[dict[str, Any]]
 
-# Every tenant transaction plans its statements for the parameters it runs them with. The chunks table
-# is partitioned by tenant (migration 0007): a custom plan prunes to the tenant's partition and walks
-# its HNSW index, while the generic plan Postgres may switch a prepared statement to (psycopg prepares
-# a statement run five times on a connection) cannot prune when planned and costs out as a scan and
-# sort of the tenant's rows: exact, and about 40 ms instead of 3 for 31,000 chunks.
-TRANSACTION_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
-
 
 async def _configure(connection: psycopg.AsyncConnection[Any]) -> None:
     await register_vector_async(connection)
@@ -63,9 +56,8 @@ class TenantDatabase:
     ) -> AsyncIterator[TenantConnection]:
         """A connection in a transaction whose tenant is ``tenant_id``; ``settings`` are further
         transaction-local settings (``hnsw.ef_search``...). Commits on success."""
-        local_settings = {**TRANSACTION_SETTINGS, **(settings or {})}
-        names = ["tidewire.tenant_id", *local_settings]
-        values = [tenant_id, *local_settings.values()]
+        names = ["tidewire.tenant_id", *(settings or {})]
+        values = [tenant_id, *(settings or {}).values()]
         select = ", ".join(f"set_config(%s, %s, true) AS s{index}" for index in range(len(names)))
         parameters = [item for pair in zip(names, values, strict=True) for item in pair]
         try:

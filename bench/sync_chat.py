@@ -105,12 +105,7 @@ def create_sync_chat_app(settings: Settings, *, tenant: str, provider_url: str, 
         with model_lock:
             embedding = np.asarray(embedder.embed([body.question])[0], dtype=np.float32)
         with pool.connection() as connection, connection.transaction():
-            # As the API does (api/db.py): a generic plan of this prepared query scans the partition.
-            connection.execute(
-                "SELECT set_config('tidewire.tenant_id', %s, true), "
-                "set_config('plan_cache_mode', 'force_custom_plan', true)",
-                (tenant,),
-            )
+            connection.execute("SELECT set_config('tidewire.tenant_id', %s, true)", (tenant,))
             rows = (
                 connection.cursor(row_factory=dict_row)
                 .execute(
