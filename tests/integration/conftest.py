@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,15 @@ from tidewire.runtime.stack import RUNNING, LocalStack
 from tidewire.settings import Settings, load_settings
 
 TIDEWIRE = str(Path(sys.executable).with_name("tidewire"))
-# Ids of the source rows tests write (tests/integration/pipeline/conftest.py, `new_id`).
-TEST_DOCUMENT_ID_PATTERN = "^it-[0-9a-f]{8}-"
+# The ids of the source rows and the tenant names tests write start with `fresh_test_prefix()`.
+TEST_NAME_PATTERN = "^it-[0-9a-f]{8}-"
+
+
+def fresh_test_prefix() -> str:
+    """A prefix no other test run uses, matched by ``TEST_NAME_PATTERN`` (the end-of-run cleanup)."""
+    return f"it-{uuid.uuid4().hex[:8]}-"
+
+
 DROP_EMPTY_TENANT_PARTITIONS = """
 DO $$
 DECLARE
@@ -93,7 +101,7 @@ def local_stack(settings: Settings, request: pytest.FixtureRequest) -> Iterator[
     # On a stack that outlives the run, the source rows the tests wrote (ids from the `new_id`
     # fixture) go: the stack's own worker then removes their vectors, as it would for any delete.
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
-        connection.execute(f"DELETE FROM public.documents WHERE id ~ '{TEST_DOCUMENT_ID_PATTERN}'")
+        connection.execute(f"DELETE FROM public.documents WHERE id ~ '{TEST_NAME_PATTERN}'")
         # Every tenant a test wrote got a partition of the chunks table (migration 0007); the empty
         # ones go, a writer makes them again when it needs them.
         connection.execute(DROP_EMPTY_TENANT_PARTITIONS)

@@ -9,7 +9,6 @@ database never matches, and nothing here deletes anyone else's rows.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from psycopg.rows import dict_row
 from api.app import create_app
 from api.auth import KeyStore
 from models.embedder import Embedder
+from tests.integration.conftest import fresh_test_prefix
 from tests.unit.api.support import serve_in_thread, wait_for
 from tidewire import database
 from tidewire.runtime.stack import LocalStack
@@ -108,10 +108,10 @@ def key_store(api_settings: Settings) -> KeyStore:
 
 @pytest.fixture(scope="session")
 def tenant_factory(key_store: KeyStore) -> Callable[[str], Tenant]:
-    session = uuid.uuid4().hex[:8]
+    prefix = fresh_test_prefix()
 
     def make(label: str) -> Tenant:
-        name = f"it-{session}-{label}"
+        name = f"{prefix}{label}"
         return Tenant(name=name, key=key_store.create(name).key)
 
     return make

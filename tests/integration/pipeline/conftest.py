@@ -31,7 +31,7 @@ from models.tokenizer import TextTokenizer
 from streams.document_text import build_text
 from streams.offsets import reset_offsets
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import TIDEWIRE, forget_pipeline_rows
+from tests.integration.conftest import TIDEWIRE, forget_pipeline_rows, fresh_test_prefix
 from tidewire.pipeline_spec import PipelineSpec
 from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
@@ -233,8 +233,8 @@ def chunker(settings: Settings) -> TextChunker:
 
 @pytest.fixture
 def new_id() -> Callable[[str], str]:
-    prefix = uuid.uuid4().hex[:8]
-    return lambda name: f"it-{prefix}-{name}"
+    prefix = fresh_test_prefix()
+    return lambda name: f"{prefix}{name}"
 
 
 @dataclass(frozen=True)

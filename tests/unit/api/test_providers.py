@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -31,15 +31,28 @@ def llm() -> Iterator[tuple[FakeLlm, str]]:
         yield fake, url
 
 
-def provider(url: str, model: str, **overrides: object) -> OpenAICompatibleProvider:
-    config = {
-        "base_url": f"{url}/v1",
-        "model": model,
-        "name": model,
-        "first_token_timeout_s": 5.0,
-        **overrides,
-    }
-    return OpenAICompatibleProvider(OpenAIChatProvider.model_validate(config))
+ProviderFactory = Callable[..., OpenAICompatibleProvider]
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[ProviderFactory]:
+    """Makes providers of the endpoint at ``url`` serving ``model``; closes their HTTP sessions after."""
+    made: list[OpenAICompatibleProvider] = []
+
+    def make(url: str, model: str, **overrides: object) -> OpenAICompatibleProvider:
+        config = {
+            "base_url": f"{url}/v1",
+            "model": model,
+            "name": model,
+            "first_token_timeout_s": 5.0,
+            **overrides,
+        }
+        made.append(OpenAICompatibleProvider(OpenAIChatProvider.model_validate(config)))
+        return made[-1]
+
+    yield make
+    for each in made:
+        await each.aclose()
 
 
 async def collect(stream_provider: object, usage: Usage | None = None) -> str:
@@ -47,7 +60,7 @@ async def collect(stream_provider: object, usage: Usage | None = None) -> str:
     return "".join([piece async for piece in stream_provider.stream(REQUEST, usage)])  # type: ignore[attr-defined]
 
 
-async def test_streams_the_deltas(llm: tuple[FakeLlm, str]) -> None:
+async def test_streams_the_deltas(llm: tuple[FakeLlm, str], provider: ProviderFactory) -> None:
     fake, url = llm
     usage = Usage()
     assert await collect(provider(url, "ok"), usage) == "Hello world."
@@ -56,7 +69,9 @@ async def test_streams_the_deltas(llm: tuple[FakeLlm, str]) -> None:
     assert sent[0]["role"] == "system" and "doc-1" in sent[1]["content"]
 
 
-async def test_a_429_is_retried_after_retry_after(llm: tuple[FakeLlm, str]) -> None:
+async def test_a_429_is_retried_after_retry_after(
+    llm: tuple[FakeLlm, str], provider: ProviderFactory
+) -> None:
     fake, url = llm
     assert await collect(provider(url, "rate429")) == "after retry"
     # The fake server marks a call completed after its last chunk is sent, which the client may
@@ -66,7 +81,9 @@ async def test_a_429_is_retried_after_retry_after(llm: tuple[FakeLlm, str]) -> N
     )
 
 
-async def test_a_500_is_retried_then_fails_and_opens_the_circuit(llm: tuple[FakeLlm, str]) -> None:
+async def test_a_500_is_retried_then_fails_and_opens_the_circuit(
+    llm: tuple[FakeLlm, str], provider: ProviderFactory
+) -> None:
     fake, url = llm
     failing = provider(url, "fail500", max_retries=1, breaker_failures=2, breaker_reset_s=60)
     for _ in range(2):
@@ -79,7 +96,9 @@ async def test_a_500_is_retried_then_fails_and_opens_the_circuit(llm: tuple[Fake
     assert len(fake.outcomes("fail500")) == 4  # the open circuit did not call
 
 
-async def test_a_hanging_endpoint_times_out_before_the_first_token(llm: tuple[FakeLlm, str]) -> None:
+async def test_a_hanging_endpoint_times_out_before_the_first_token(
+    llm: tuple[FakeLlm, str], provider: ProviderFactory
+) -> None:
     fake, url = llm
     started = time.monotonic()
     with pytest.raises(ProviderError) as failed:
@@ -89,13 +108,15 @@ async def test_a_hanging_endpoint_times_out_before_the_first_token(llm: tuple[Fa
     wait_for(lambda: fake.outcomes("hang")[-1] == "cancelled", what="the hanging call to be dropped")
 
 
-async def test_an_unreachable_endpoint_is_a_retryable_error() -> None:
+async def test_an_unreachable_endpoint_is_a_retryable_error(provider: ProviderFactory) -> None:
     with pytest.raises(ProviderError) as failed:
         await collect(provider("http://127.0.0.1:9", "ok", max_retries=0))
     assert failed.value.retryable and failed.value.code == "provider_unreachable"
 
 
-async def test_chain_falls_back_to_the_next_provider(llm: tuple[FakeLlm, str]) -> None:
+async def test_chain_falls_back_to_the_next_provider(
+    llm: tuple[FakeLlm, str], provider: ProviderFactory
+) -> None:
     _, url = llm
     chain = ProviderChain(
         [
@@ -110,14 +131,18 @@ async def test_chain_falls_back_to_the_next_provider(llm: tuple[FakeLlm, str]) -
     assert usage.attempts == ["primary", "hanging", "extractive"] and usage.provider == "extractive"
 
 
-async def test_chain_with_every_provider_failing_says_so(llm: tuple[FakeLlm, str]) -> None:
+async def test_chain_with_every_provider_failing_says_so(
+    llm: tuple[FakeLlm, str], provider: ProviderFactory
+) -> None:
     _, url = llm
     with pytest.raises(NoProviderError) as failed:
         await collect(ProviderChain([provider(url, "fail500", max_retries=0)]))
     assert "HTTP 500" in failed.value.message
 
 
-async def test_cancelling_the_consumer_cancels_the_upstream_call(llm: tuple[FakeLlm, str]) -> None:
+async def test_cancelling_the_consumer_cancels_the_upstream_call(
+    llm: tuple[FakeLlm, str], provider: ProviderFactory
+) -> None:
     fake, url = llm
     received: list[str] = []
 
@@ -187,7 +212,9 @@ class KeepAliveCloser:
             writer.close()
 
 
-async def test_a_keep_alive_connection_the_server_closed_is_not_a_provider_failure() -> None:
+async def test_a_keep_alive_connection_the_server_closed_is_not_a_provider_failure(
+    provider: ProviderFactory,
+) -> None:
     server_side = KeepAliveCloser()
     server = await asyncio.start_server(server_side.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
