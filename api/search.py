@@ -1,10 +1,10 @@
 """Tenant-scoped retrieval over ``tidewire_chunks``: vector (HNSW cosine) and hybrid search, and
 read-your-writes waits.
 
-Vector mode orders by pgvector's cosine distance ``<=>`` with the HNSW index, with iterative
-index scans on, so a tenant filter or a metadata filter that rejects most candidates still
-yields ``k`` rows; when the scan stops short (``hnsw.max_scan_tuples``) — a small tenant in a big
-table — an exact scan of the tenant's matching rows takes over. Hybrid mode adds Postgres full-text
+Vector mode orders by pgvector's cosine distance ``<=>`` with the HNSW index of the tenant's own
+partition of the table (migration 0007), with iterative index scans on, so a metadata filter that
+rejects most candidates still yields ``k`` rows; when the scan stops short (``hnsw.max_scan_tuples``,
+or fewer than ``k`` rows in all) an exact scan of the tenant's matching rows takes over. Hybrid mode adds Postgres full-text
 ranking (through the GIN index, see ``TEXT_SQL``) and fuses the two rankings by reciprocal rank
 (RRF, k = 60).
 """
@@ -174,9 +174,9 @@ class SearchService:
         async with self._database.transaction(tenant_id, self._index_settings()) as connection:
             vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
             if len(vector_rows) < parameters["limit"]:
-                # The index scan gave up before finding enough of this tenant's rows (a small tenant
-                # or a selective filter in a big table: past hnsw.max_scan_tuples). Such a result
-                # set is small, so an exact scan of it is cheap, and it returns every row there is.
+                # The index scan gave up before finding enough matching rows (a selective filter:
+                # past hnsw.max_scan_tuples), or the tenant has fewer. Such a result set is small,
+                # so an exact scan of it is cheap, and it returns every row there is.
                 vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
             if mode == "vector":
                 return best_hits(vector_rows, k)
