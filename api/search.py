@@ -25,15 +25,17 @@ from api.db import TenantDatabase
 from api.errors import ValidationFailedError
 from api.schemas import SearchHitPublic
 from tidewire.settings import ApiSettings
+from tidewire.vector_store import HNSW_ORDER_BY
 
 SearchMode = Literal["vector", "hybrid"]
 RRF_K = 60
 
-_VECTOR_SQL = """
+# The walk through the index is in half precision (HNSW_ORDER_BY), the scores in full precision.
+_VECTOR_SQL = f"""
 SELECT document_id, chunk_index, chunk_text, metadata, 1 - (embedding <=> %(embedding)s) AS score
 FROM tidewire_chunks
 WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
-ORDER BY embedding <=> %(embedding)s
+ORDER BY {HNSW_ORDER_BY}
 LIMIT %(limit)s
 """
 

@@ -44,13 +44,14 @@ from api.chat.base import ChatRequest, Source
 from api.chat.prompt import build_messages
 from api.server import serve_with_uvicorn
 from tidewire.settings import Settings, load_settings
+from tidewire.vector_store import HNSW_ORDER_BY
 
 CHAT_PATH = "/chat"
-_RETRIEVE_SQL = """
+_RETRIEVE_SQL = f"""
 SELECT document_id, chunk_index, chunk_text, 1 - (embedding <=> %(embedding)s) AS score
 FROM tidewire_chunks
 WHERE tenant_id = %(tenant)s
-ORDER BY embedding <=> %(embedding)s
+ORDER BY {HNSW_ORDER_BY}
 LIMIT %(limit)s
 """
 

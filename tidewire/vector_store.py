@@ -29,6 +29,11 @@ from tidewire.errors import InvalidVectorWriteError, StorageError, VectorStoreUn
 
 DEFAULT_DIMENSION = 384
 
+# What a search orders by to walk the chunks' HNSW index, which is built on exactly this expression
+# (migration 0009: half-precision copies of the vectors); ordered by anything else, a query cannot use
+# the index. ``%(embedding)s`` is the query vector.
+HNSW_ORDER_BY = f"embedding::halfvec({DEFAULT_DIMENSION}) <=> %(embedding)s::halfvec({DEFAULT_DIMENSION})"
+
 
 @dataclass(frozen=True)
 class SourcePosition:

@@ -171,3 +171,25 @@ def test_0007_gives_every_tenant_its_own_partition_and_downgrade_restores_0006(
     ) == at_0006
     assert _chunks_by_tenant(scratch_database) == rows_at_0006
     assert _api_reads(scratch_database, "alpha") == ["a-1", "a-1"]
+
+
+def _hnsw_index_definition(postgres: PostgresSettings) -> str:
+    with psycopg.connect(postgres.dsn()) as connection:
+        (definition,) = connection.execute(
+            "SELECT pg_get_indexdef('tidewire_chunks_embedding_hnsw_idx'::regclass)"
+        ).fetchone() or ("",)
+    return str(definition)
+
+
+def test_0009_indexes_half_precision_vectors_and_downgrade_restores_full_precision(
+    scratch_database: PostgresSettings,
+) -> None:
+    database.upgrade(scratch_database, "0008")
+    at_0008 = _hnsw_index_definition(scratch_database)
+    database.upgrade(scratch_database, "0009")
+    at_0009 = _hnsw_index_definition(scratch_database)
+    assert "(embedding vector_cosine_ops)" in at_0008
+    assert "((embedding)::halfvec(384)) halfvec_cosine_ops" in at_0009
+    assert "m='16'" in at_0009 and "ef_construction='64'" in at_0009
+    database.downgrade(scratch_database, "0008")
+    assert _hnsw_index_definition(scratch_database) == at_0008

@@ -14,11 +14,13 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from api.search import TEXT_SQL
+from api.search import _VECTOR_SQL as VECTOR_SQL
+from api.search import TEXT_SQL, SearchService
 from tidewire import database
-from tidewire.settings import PostgresSettings
+from tidewire.settings import ApiSettings, PostgresSettings
 
 TEXT_INDEX = "tidewire_chunks_text_search_idx"
+HNSW_INDEX = "tidewire_chunks_embedding_hnsw_idx"
 TENANT_TABLES = ("tidewire_chunks", "tidewire_document_state", "tidewire_answers")
 
 
@@ -261,3 +263,21 @@ def test_answer_invalidation_keeps_to_the_tenant_and_its_time_and_uses_the_gin_i
     with psycopg.connect(scratch_database.api_dsn()) as connection:
         # No tenant set: nothing is touched.
         assert connection.execute(f"SELECT {INVALIDATE}(%s, %s)", (["d3"], [now])).fetchone() == (0,)
+
+
+def test_the_vector_query_walks_the_hnsw_index_as_the_api_role(searchable_chunks: PostgresSettings) -> None:
+    # The query orders by the index's expression (half precision, migration 0009); ordered by anything
+    # else it would still answer, by a scan and sort of every row of the tenant.
+    settings = SearchService(None, ApiSettings())._index_settings()  # type: ignore[arg-type]
+    parameters = {"tenant": "big", "embedding": np.ones(384, dtype=np.float32), "filter": None, "limit": 10}
+    with psycopg.connect(searchable_chunks.api_dsn()) as connection, connection.transaction():
+        register_vector(connection)
+        connection.execute("SELECT set_config('tidewire.tenant_id', 'big', true)")
+        for name, value in settings.items():
+            connection.execute("SELECT set_config(%s, %s, true)", (name, value))
+        scans = "SELECT sum(pg_stat_get_xact_numscans(relid)) FROM pg_partition_tree(%s::regclass)"
+        (before,) = connection.execute(scans, (HNSW_INDEX,)).fetchone() or (0,)
+        rows = connection.execute(VECTOR_SQL, parameters).fetchall()
+        (after,) = connection.execute(scans, (HNSW_INDEX,)).fetchone() or (0,)
+    assert after > before
+    assert len(rows) == 10
