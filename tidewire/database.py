@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from psycopg_pool import ConnectionPool
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError as SqlAlchemyOperationalError
 
-from tidewire.errors import ServiceError
+from tidewire.errors import ServiceError, StorageError
 from tidewire.settings import PostgresSettings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -28,6 +30,17 @@ def alembic_config(settings: PostgresSettings) -> Config:
     # Only for migration 0005, which creates the API's role where the migrating role may create roles.
     config.attributes["api_password"] = settings.api_password.get_secret_value()
     return config
+
+
+def revision_module(config: Config, revision_id: str) -> ModuleType:
+    """An earlier (frozen) migration's module, for a later one that builds on or restores its
+    definitions instead of copying them."""
+    script = ScriptDirectory.from_config(config).get_revision(revision_id)
+    if script is None:
+        raise StorageError(
+            f"migration {revision_id} is missing from the migrations folder; reinstall tidewire"
+        )
+    return script.module
 
 
 def upgrade(settings: PostgresSettings, revision: str = "head") -> None:

@@ -30,9 +30,8 @@ Create Date: 2026-11-25
 """
 
 from alembic import op
-from alembic.script import ScriptDirectory
 
-from tidewire.errors import StorageError
+from tidewire.database import revision_module
 
 revision = "0006"
 down_revision = "0005"
@@ -266,10 +265,7 @@ def downgrade() -> None:
     op.execute(f"DROP FUNCTION IF EXISTS {TRUNCATE_SIGNATURE}")
     # 0002's definition, read from its own (frozen) revision rather than copied here, so the
     # downgrade restores it to the letter. It is a plain CREATE, hence the DROP first.
-    vector_store_revision = ScriptDirectory.from_config(op.get_context().config).get_revision("0002")
-    if vector_store_revision is None:
-        raise StorageError("migration 0002 is missing from the migrations folder; reinstall tidewire")
-    previous_definition = str(vector_store_revision.module._WRITE_BATCH_FUNCTION)
+    previous_definition = str(revision_module(op.get_context().config, "0002")._WRITE_BATCH_FUNCTION)
     op.execute(f"DROP FUNCTION IF EXISTS {WRITE_BATCH_SIGNATURE}")
     op.execute(previous_definition)
     op.execute("DROP TABLE IF EXISTS public.tidewire_pipeline_truncations")

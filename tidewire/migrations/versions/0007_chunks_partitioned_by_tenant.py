@@ -34,11 +34,9 @@ Revises: 0006
 Create Date: 2026-11-26
 """
 
-from typing import Any
-
 from alembic import op
-from alembic.script import ScriptDirectory
 
+from tidewire.database import revision_module
 from tidewire.errors import StorageError
 
 revision = "0007"
@@ -105,18 +103,8 @@ _WRITE_BATCH_CHANGES = (
 )
 
 
-def _revision_module(revision_id: str) -> Any:
-    """An earlier (frozen) revision's module, whose definitions this one builds on or restores."""
-    script = ScriptDirectory.from_config(op.get_context().config).get_revision(revision_id)
-    if script is None:
-        raise StorageError(
-            f"migration {revision_id} is missing from the migrations folder; reinstall tidewire"
-        )
-    return script.module
-
-
 def _write_batch_function() -> str:
-    definition = str(_revision_module("0006")._WRITE_BATCH_FUNCTION)
+    definition = str(revision_module(op.get_context().config, "0006")._WRITE_BATCH_FUNCTION)
     for old, new in _WRITE_BATCH_CHANGES:
         if definition.count(old) != 1:
             raise StorageError(
@@ -128,7 +116,7 @@ def _write_batch_function() -> str:
 
 def _secure(table: str) -> None:
     """Row-level security, the API role's policy and its grant, as migration 0005 set them."""
-    role_access = _revision_module("0005")
+    role_access = revision_module(op.get_context().config, "0005")
     role = role_access._quoted(role_access._api_role())
     visible = role_access.API_TENANT_VISIBLE
     op.execute(f"ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY")
@@ -188,4 +176,4 @@ def downgrade() -> None:
     op.execute("ALTER TABLE public.tidewire_chunks ADD PRIMARY KEY (pipeline, document_id, chunk_index)")
     _create_indexes()
     _secure("tidewire_chunks")
-    op.execute(str(_revision_module("0006")._WRITE_BATCH_FUNCTION))
+    op.execute(str(revision_module(op.get_context().config, "0006")._WRITE_BATCH_FUNCTION))

@@ -22,9 +22,8 @@ Create Date: 2026-11-26
 """
 
 from alembic import op
-from alembic.script import ScriptDirectory
 
-from tidewire.errors import StorageError
+from tidewire.database import revision_module
 
 revision = "0008"
 down_revision = "0007"
@@ -61,10 +60,8 @@ $function$
 
 def _api_role() -> str:
     """The API role, quoted, as migration 0005 names it."""
-    script = ScriptDirectory.from_config(op.get_context().config).get_revision("0005")
-    if script is None:
-        raise StorageError("migration 0005 is missing from the migrations folder; reinstall tidewire")
-    return str(script.module._quoted(script.module._api_role()))
+    role_access = revision_module(op.get_context().config, "0005")
+    return str(role_access._quoted(role_access._api_role()))
 
 
 def upgrade() -> None:
