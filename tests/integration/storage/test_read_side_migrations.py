@@ -29,6 +29,29 @@ def _query(postgres: PostgresSettings, sql: str, parameters: Any = None) -> list
         return connection.execute(sql, parameters).fetchall()
 
 
+def _index_scans(connection: psycopg.Connection[Any], index: str) -> int:
+    """Index scans of ``index`` so far in this transaction, summed over its partitions if it has any
+    (the chunks table is partitioned by tenant from 0007 on)."""
+    row = connection.execute(
+        "SELECT sum(pg_stat_get_xact_numscans(relid)) FROM "
+        "(SELECT relid FROM pg_partition_tree(%(index)s::regclass) UNION SELECT %(index)s::regclass) AS tree",
+        {"index": index},
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _execute_rights(postgres: PostgresSettings, name: str, signature: str) -> tuple[bool, bool]:
+    """Whether the API role, and whether PUBLIC, may execute function ``name`` (``signature``)."""
+    (api_may, public_may) = _query(
+        postgres,
+        "SELECT has_function_privilege(%s, %s, 'EXECUTE'), "
+        "(SELECT coalesce(bool_or(a.grantee = 0), false) FROM pg_proc p, aclexplode(p.proacl) a "
+        " WHERE p.proname = %s)",
+        (postgres.api_user, signature, name),
+    )[0]
+    return bool(api_may), bool(public_may)
+
+
 def _text_index(postgres: PostgresSettings) -> tuple[str, bool] | None:
     """The index's definition and validity, or None when it does not exist."""
     rows = _query(
@@ -111,17 +134,10 @@ def test_0005_gives_the_api_role_its_grants_and_policy_and_downgrade_restores_00
     forced = {name: force for name, _, force in at_0005["forced"]}
     assert not any(forced[table] for table in TENANT_TABLES)
     assert ("tidewire_text_search", True) in at_0005["functions"]  # SECURITY DEFINER
-    (may_execute,) = _query(
-        scratch_database,
-        "SELECT has_function_privilege(%s, 'public.tidewire_text_search(text, jsonb, integer)', 'EXECUTE')",
-        (scratch_database.api_user,),
-    )[0]
+    may_execute, public_may_execute = _execute_rights(
+        scratch_database, "tidewire_text_search", "public.tidewire_text_search(text, jsonb, integer)"
+    )
     assert may_execute
-    (public_may_execute,) = _query(
-        scratch_database,
-        "SELECT bool_or(a.grantee = 0) FROM pg_proc p, aclexplode(p.proacl) a "
-        "WHERE p.proname = 'tidewire_text_search'",
-    )[0]
     assert not public_may_execute
 
     database.downgrade(scratch_database, "0004")
@@ -175,11 +191,9 @@ def test_the_full_text_query_uses_the_gin_index_as_the_api_role(searchable_chunk
     with psycopg.connect(searchable_chunks.api_dsn()) as connection, connection.transaction():
         connection.execute("SELECT set_config('tidewire.tenant_id', 'big', true)")
         connection.execute("SET LOCAL enable_seqscan = off")
-        # Summed over the index's partitions: from 0007 on the chunks table is partitioned by tenant.
-        scans = "SELECT sum(pg_stat_get_xact_numscans(relid)) FROM pg_partition_tree(%s::regclass)"
-        (before,) = connection.execute(scans, (TEXT_INDEX,)).fetchone() or (0,)
+        before = _index_scans(connection, TEXT_INDEX)
         rows = connection.execute(TEXT_SQL, parameters).fetchall()
-        (after,) = connection.execute(scans, (TEXT_INDEX,)).fetchone() or (0,)
+        after = _index_scans(connection, TEXT_INDEX)
     # The counter moves only when an index scan of the GIN index ran: the query and the index
     # share the tsvector expression, and row-level security did not keep the planner from it.
     assert after > before
@@ -208,13 +222,9 @@ def test_0008_adds_the_answer_invalidation_function_for_the_api_role_only(
     database.upgrade(scratch_database, "0008")
     at_0008 = _security(scratch_database)
     assert set(at_0008["functions"]) - set(at_0007["functions"]) == {("tidewire_invalidate_answers", True)}
-    (api_may, public_may) = _query(
-        scratch_database,
-        "SELECT has_function_privilege(%s, %s, 'EXECUTE'), "
-        "(SELECT bool_or(a.grantee = 0) FROM pg_proc p, aclexplode(p.proacl) a "
-        " WHERE p.proname = 'tidewire_invalidate_answers')",
-        (scratch_database.api_user, INVALIDATE_SIGNATURE),
-    )[0]
+    api_may, public_may = _execute_rights(
+        scratch_database, "tidewire_invalidate_answers", INVALIDATE_SIGNATURE
+    )
     assert api_may and not public_may
 
     database.downgrade(scratch_database, "0007")
@@ -251,10 +261,9 @@ def test_answer_invalidation_keeps_to_the_tenant_and_its_time_and_uses_the_gin_i
         connection.execute("ANALYZE tidewire_answers")
     with psycopg.connect(scratch_database.api_dsn()) as connection, connection.transaction():
         connection.execute("SELECT set_config('tidewire.tenant_id', 'a', true)")
-        scans = "SELECT pg_stat_get_xact_numscans('tidewire_answers_sources_idx'::regclass)"
-        (before,) = connection.execute(scans).fetchone() or (0,)
+        before = _index_scans(connection, "tidewire_answers_sources_idx")
         (count,) = connection.execute(f"SELECT {INVALIDATE}(%s, %s)", (["d1"], [now])).fetchone() or (0,)
-        (after,) = connection.execute(scans).fetchone() or (0,)
+        after = _index_scans(connection, "tidewire_answers_sources_idx")
     invalidated = _query(
         scratch_database, "SELECT question FROM tidewire_answers WHERE invalidated_at IS NOT NULL"
     )
@@ -275,9 +284,8 @@ def test_the_vector_query_walks_the_hnsw_index_as_the_api_role(searchable_chunks
         connection.execute("SELECT set_config('tidewire.tenant_id', 'big', true)")
         for name, value in settings.items():
             connection.execute("SELECT set_config(%s, %s, true)", (name, value))
-        scans = "SELECT sum(pg_stat_get_xact_numscans(relid)) FROM pg_partition_tree(%s::regclass)"
-        (before,) = connection.execute(scans, (HNSW_INDEX,)).fetchone() or (0,)
+        before = _index_scans(connection, HNSW_INDEX)
         rows = connection.execute(VECTOR_SQL, parameters).fetchall()
-        (after,) = connection.execute(scans, (HNSW_INDEX,)).fetchone() or (0,)
+        after = _index_scans(connection, HNSW_INDEX)
     assert after > before
     assert len(rows) == 10
