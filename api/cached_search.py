@@ -54,8 +54,10 @@ class CachedSearchShortcut:
 def cached_answer(services: Services, scope: Scope) -> Response | None:
     """The route's answer to this search when it is cached and every check passes, else None."""
     started = time.perf_counter()
+    if not services.search_cache.enabled:
+        return None
     principal = services.keys.cached_principal(Headers(scope=scope).get("authorization"))
-    if principal is None or not services.search_cache.enabled:
+    if principal is None:
         return None
     try:
         query = SearchQuery.model_validate(dict(QueryParams(scope["query_string"])))

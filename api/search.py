@@ -4,9 +4,9 @@ read-your-writes waits.
 Vector mode orders by pgvector's cosine distance ``<=>`` with the HNSW index of the tenant's own
 partition of the table (migration 0007), with iterative index scans on, so a metadata filter that
 rejects most candidates still yields ``k`` rows; when the scan stops short (``hnsw.max_scan_tuples``,
-or fewer than ``k`` rows in all) an exact scan of the tenant's matching rows takes over. Hybrid mode adds Postgres full-text
-ranking (through the GIN index, see ``TEXT_SQL``) and fuses the two rankings by reciprocal rank
-(RRF, k = 60).
+or fewer than ``k`` rows in all) an exact scan of the tenant's matching rows takes over. Hybrid mode
+adds Postgres full-text ranking (through the GIN index, see ``TEXT_SQL``) and fuses the two rankings
+by reciprocal rank (RRF, k = 60).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ a unique pipeline per test."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -41,6 +42,11 @@ def pipeline_name(local_stack: LocalStack, settings: Settings) -> Iterator[str]:
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
     forget_pipeline_rows(settings, name)
+
+
+def tenant_partition(tenant: str) -> str:
+    """The name of a tenant's own partition of the chunks table (migration 0007)."""
+    return f"tidewire_chunks_t_{hashlib.md5(tenant.encode()).hexdigest()}"
 
 
 def open_pool(dsn: str) -> psycopg_pool.AsyncConnectionPool:

@@ -3,12 +3,11 @@ it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
+from tests.integration.storage.conftest import tenant_partition
 from tidewire import database
 from tidewire.settings import PostgresSettings
 
@@ -144,9 +143,7 @@ def test_0007_gives_every_tenant_its_own_partition_and_downgrade_restores_0006(
     held = _chunks_by_tenant(scratch_database)
     # One partition per tenant, named after the md5 of its id; nothing left in the default one.
     assert held == {
-        f"tidewire_chunks_t_{hashlib.md5(tenant.encode()).hexdigest()}": [
-            row for row in rows_at_0006["tidewire_chunks"] if row[2] == tenant
-        ]
+        tenant_partition(tenant): [row for row in rows_at_0006["tidewire_chunks"] if row[2] == tenant]
         for tenant in ("alpha", "it's b")
     }
     with psycopg.connect(scratch_database.dsn()) as connection:

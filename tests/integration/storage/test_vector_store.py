@@ -13,7 +13,7 @@ import psycopg_pool
 import pytest
 from pgvector.psycopg import register_vector, register_vector_async
 
-from tests.integration.storage.conftest import StoreRunner, open_pool
+from tests.integration.storage.conftest import StoreRunner, open_pool, tenant_partition
 from tests.integration.storage.wire_counter import RoundTripCounter
 from tidewire.errors import InvalidVectorWriteError, VectorStoreUnavailableError
 from tidewire.settings import Settings
@@ -550,11 +550,7 @@ def _partition_of(settings: Settings, pipeline: str, document_id: str) -> set[tu
     return {(table, tenant) for table, tenant in rows}
 
 
-def _own_partition(tenant: str) -> str:
-    return f"tidewire_chunks_t_{hashlib.md5(tenant.encode()).hexdigest()}"
-
-
-def test_a_tenants_first_write_gives_it_its_own_partition(
+def test_a_tenants_first_write_gives_it_itstenant_partition(
     run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
 ) -> None:
     tenant = f"tenant-{pipeline_name}"
@@ -565,7 +561,7 @@ def test_a_tenants_first_write_gives_it_its_own_partition(
         return await VectorStore(pool).ensure_tenant_partitions({tenant})
 
     made_again = run_with_store(body)
-    assert _partition_of(settings, pipeline_name, "doc-1") == {(_own_partition(tenant), tenant)}
+    assert _partition_of(settings, pipeline_name, "doc-1") == {(tenant_partition(tenant), tenant)}
     assert made_again == []
 
 
@@ -587,7 +583,7 @@ def test_a_tenants_rows_in_the_default_partition_move_into_its_own(
         return await store.ensure_tenant_partitions({tenant})
 
     assert run_with_store(body) == [tenant]
-    assert _partition_of(settings, pipeline_name, "doc-1") == {(_own_partition(tenant), tenant)}
+    assert _partition_of(settings, pipeline_name, "doc-1") == {(tenant_partition(tenant), tenant)}
 
 
 def test_new_text_under_a_new_tenant_leaves_nothing_under_the_old_one(
@@ -606,4 +602,4 @@ def test_new_text_under_a_new_tenant_leaves_nothing_under_the_old_one(
         (0, "x ", "tenant-b"),
         (1, "y", "tenant-b"),
     ]
-    assert _partition_of(settings, pipeline_name, "doc-1") == {(_own_partition("tenant-b"), "tenant-b")}
+    assert _partition_of(settings, pipeline_name, "doc-1") == {(tenant_partition("tenant-b"), "tenant-b")}
