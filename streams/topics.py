@@ -7,8 +7,10 @@ every topic it uses, with the configured partition count, before Faust starts.
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from tidewire.errors import ServiceError
 from tidewire.settings import Settings
@@ -41,4 +43,32 @@ def ensure_topics(settings: Settings, names: list[str], *, timeout_s: float = 30
         except KafkaException as error:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker won the race
                 raise ServiceError(f"cannot create topic {name}: {error.args[0].str()}") from None
+    _wait_for_leaders(admin, missing, timeout_s=timeout_s)
     return missing
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], *, timeout_s: float) -> None:
+    """Return once every partition of ``names`` has a leader.
+
+    ``create_topics`` completes when the controller has recorded the topic, before its partitions
+    have a leader; a produce or offset request in that window fails with NOT_LEADER_FOR_PARTITION.
+    """
+    deadline = time.monotonic() + timeout_s
+    waiting = list(names)
+    while waiting:
+        metadata = admin.list_topics(timeout=max(deadline - time.monotonic(), 1.0)).topics
+        waiting = [name for name in waiting if not _has_leaders(metadata.get(name))]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"topics {', '.join(waiting)} still have partitions without a leader after {timeout_s:.0f}s;"
+                " check the broker's log"
+            )
+        time.sleep(0.1)
+
+
+def _has_leaders(topic: TopicMetadata | None) -> bool:
+    if topic is None or topic.error is not None or not topic.partitions:
+        return False
+    return all(partition.leader >= 0 and partition.error is None for partition in topic.partitions.values())
