@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.exceptions.Exit as exit_request:
         return exit_request.exit_code
+    except click.UsageError as error:
+        # Click would print the usage and a blank line too; the contract is one line.
+        command = error.ctx.command_path if error.ctx is not None else "tidewire"
+        message = " ".join(error.format_message().split())
+        click.echo(f"error: {message} (see '{command} -h')", err=True)
+        return error.exit_code
     except click.ClickException as error:
         error.show()
         return error.exit_code

@@ -31,9 +31,19 @@ def test_debug_lets_the_error_through_with_its_traceback(
         main(["--debug", "status"])
 
 
-def test_a_usage_error_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_usage_error_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["no-such-command"]) == 2
-    assert "No such command" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert error.startswith("error: No such command 'no-such-command'.")
+    assert error.count("\n") == 1
+
+
+def test_a_bad_option_value_is_one_line_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--since", "garbage"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: Invalid value for '--since': 'garbage'")
+    assert error.rstrip("\n").endswith("(see 'tidewire replay -h')")
+    assert error.count("\n") == 1
 
 
 def test_status_of_a_stack_that_never_ran_says_stopped(
