@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -56,7 +57,12 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
             on_lookup=lambda hit: metrics.query_cache.labels("hit" if hit else "miss").inc(),
         )
         search_service = SearchService(database, api)
-        cache = SemanticCache(database, max_distance=api.semantic_cache_distance, enabled=api.semantic_cache)
+        cache = SemanticCache(
+            database,
+            max_distance=api.semantic_cache_distance,
+            max_age=timedelta(seconds=api.semantic_cache_max_age_s),
+            enabled=api.semantic_cache,
+        )
         chain = build_chain(api.chat_providers)
         hub = NotificationHub(
             bootstrap_servers=settings.kafka.bootstrap,

@@ -218,6 +218,12 @@ class ApiSettings(BaseModel):
     semantic_cache_distance: float = Field(
         default=0.08, ge=0, le=2, description="Cosine distance under which a cached answer is reused"
     )
+    semantic_cache_max_age_s: float = Field(
+        default=7 * 86_400, gt=0, description="Oldest stored answer the semantic cache reuses"
+    )
+    answer_retention_days: float = Field(
+        default=30, gt=0, description="Age past which `tidewire answers prune` deletes stored answers"
+    )
     sse_ping_s: float = Field(default=15.0, gt=0, description="Comment heartbeat interval while idle")
     sse_send_timeout_s: float = Field(
         default=30.0, gt=0, description="A client that reads no event this long is dropped"

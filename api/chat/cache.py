@@ -6,14 +6,17 @@ A stored answer is reused for a question of the same tenant whose embedding lies
 - no notification has invalidated it (``invalidated_at`` is NULL: a ``document.indexed`` or
   ``document.deleted`` notification for one of its source documents sets it), and
 - none of its source documents has been indexed again since the answer was written (checked in
-  the same query, so an answer stays correct even if the API missed a notification while down).
+  the same query, so an answer stays correct even if the API missed a notification while down), and
+- it is younger than ``api.semantic_cache_max_age_s``: a model, a prompt or a provider may have
+  changed since, and an answer nobody re-checks should not live for ever. ``tidewire answers prune``
+  deletes old answers for good.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -24,7 +27,7 @@ from api.db import TenantConnection, TenantDatabase
 _LOOKUP_SQL = """
 SELECT answer_id, answer, sources, provider, model, question_embedding <=> %(embedding)s AS distance
 FROM tidewire_answers AS a
-WHERE tenant_id = %(tenant)s AND invalidated_at IS NULL
+WHERE tenant_id = %(tenant)s AND invalidated_at IS NULL AND created_at > now() - %(max_age)s::interval
   AND NOT EXISTS (
     SELECT 1 FROM tidewire_document_state AS s
     WHERE s.tenant_id = a.tenant_id AND s.document_id = ANY (a.source_documents)
@@ -58,9 +61,12 @@ class CachedAnswer:
 
 
 class SemanticCache:
-    def __init__(self, database: TenantDatabase, *, max_distance: float, enabled: bool = True) -> None:
+    def __init__(
+        self, database: TenantDatabase, *, max_distance: float, max_age: timedelta, enabled: bool = True
+    ) -> None:
         self._database = database
         self.max_distance = max_distance
+        self.max_age = max_age
         self.enabled = enabled
 
     async def lookup(self, tenant_id: str, embedding: np.ndarray) -> CachedAnswer | None:
@@ -71,7 +77,9 @@ class SemanticCache:
             tenant_id, {"hnsw.iterative_scan": "relaxed_order"}
         ) as connection:
             row = await (
-                await connection.execute(_LOOKUP_SQL, {"tenant": tenant_id, "embedding": embedding})
+                await connection.execute(
+                    _LOOKUP_SQL, {"tenant": tenant_id, "embedding": embedding, "max_age": self.max_age}
+                )
             ).fetchone()
         if row is None or float(row["distance"]) > self.max_distance:
             return None

@@ -102,6 +102,7 @@ def local_stack(settings: Settings, request: pytest.FixtureRequest) -> Iterator[
     # fixture) go: the stack's own worker then removes their vectors, as it would for any delete.
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
         connection.execute(f"DELETE FROM public.documents WHERE id ~ '{TEST_NAME_PATTERN}'")
+        connection.execute(f"DELETE FROM tidewire_answers WHERE tenant_id ~ '{TEST_NAME_PATTERN}'")
         # Every tenant a test wrote got a partition of the chunks table (migration 0007); the empty
         # ones go, a writer makes them again when it needs them.
         connection.execute(DROP_EMPTY_TENANT_PARTITIONS)

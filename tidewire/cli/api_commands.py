@@ -1,8 +1,10 @@
-"""``tidewire serve`` (the read API under uvicorn) and ``tidewire keys create|list|revoke``."""
+"""``tidewire serve`` (the read API under uvicorn), ``tidewire keys create|list|revoke`` and
+``tidewire answers prune``."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import click
 
@@ -99,6 +101,34 @@ def revoke(context: CliContext, key_id: str, as_json: bool) -> None:
         click.echo(f"revoked {key_id}")
 
 
+@click.group()
+def answers() -> None:
+    """Stored chat answers (the semantic cache)."""
+
+
+@answers.command()
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Delete answers older than this many days (default: api.answer_retention_days).",
+)
+@json_option
+@pass_cli_context
+def prune(context: CliContext, older_than_days: float | None, as_json: bool) -> None:
+    """Delete every tenant's stored chat answers past their retention; run it daily, e.g. from cron."""
+    from tidewire.answer_retention import prune_answers
+
+    settings = context.settings
+    days = settings.api.answer_retention_days if older_than_days is None else older_than_days
+    deleted = prune_answers(settings.postgres, timedelta(days=days))
+    if as_json:
+        print_json({"deleted": deleted, "older_than_days": days})
+    else:
+        click.echo(f"deleted {deleted} answer(s) older than {days:g} day(s)")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(serve)
     cli.add_command(keys)
+    cli.add_command(answers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -207,6 +208,34 @@ def test_deleting_a_source_document_invalidates_its_cached_answers(
     after = chat(api_url, tenant, "What did God say about light?")
     assert after[-1].json()["cached"] is False
     assert after[0].json()["sources"] == []
+
+
+def test_an_answer_older_than_the_cache_age_is_not_reused(
+    api_factory: ApiFactory, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    max_age_s = 4.0
+    tenant = tenant_factory("cache-age")
+    document_id = tenant.doc("shepherd")
+    documents.wait_indexed(
+        document_id,
+        documents.upsert(tenant.name, document_id, "Psalm 23", "The Lord is my shepherd; I shall not want."),
+    )
+    with api_factory(semantic_cache_max_age_s=max_age_s) as url:
+        first = chat(url, tenant, "Who is my shepherd?")
+        answered_at = time.monotonic()
+        assert first[-1].json()["cached"] is False
+        young = chat(url, tenant, "who is my shepherd")
+        assert time.monotonic() - answered_at < max_age_s, "the second question came too late to test"
+        assert young[-1].json()["cached"] is True
+        time.sleep(max(0.0, answered_at + max_age_s + 0.5 - time.monotonic()))
+        old = chat(url, tenant, "who is my shepherd")
+    assert old[-1].json()["cached"] is False
+    assert old[-1].json()["answer_id"] != first[-1].json()["answer_id"]
+    # The expired answer is still stored (for `tidewire answers prune`), only no longer reused.
+    stored = documents.query(
+        "SELECT count(*) AS n FROM tidewire_answers WHERE tenant_id = %s", (tenant.name,)
+    )
+    assert stored[0]["n"] == 2
 
 
 def test_a_body_that_is_not_utf8_gets_422_in_the_error_shape(
