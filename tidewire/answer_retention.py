@@ -15,15 +15,14 @@ from datetime import timedelta
 
 import psycopg
 
-from tidewire.errors import ServiceError
+from tidewire.errors import ServiceError, StorageError
 from tidewire.settings import PostgresSettings
 
-# The oldest rows first, a batch per transaction, so no lock is held for long while chats go on.
+# A batch per transaction, so no lock is held for long while chats go on. No ORDER BY: every row
+# past the cutoff goes in the end, and the scan can stop at the batch's last row instead of sorting them all.
 _DELETE_BATCH_SQL = """
 DELETE FROM tidewire_answers
-WHERE answer_id IN (
-  SELECT answer_id FROM tidewire_answers WHERE created_at < %(cutoff)s ORDER BY created_at LIMIT %(batch)s
-)
+WHERE answer_id IN (SELECT answer_id FROM tidewire_answers WHERE created_at < %(cutoff)s LIMIT %(batch)s)
 """
 
 
@@ -43,6 +42,10 @@ def prune_answers(postgres: PostgresSettings, older_than: timedelta, *, batch_si
                 deleted += batch
                 if batch < batch_size:
                     return deleted
+    except psycopg.errors.UndefinedTable:
+        raise StorageError(
+            "the database has no tidewire_answers table yet; run `tidewire db upgrade` first"
+        ) from None
     except psycopg.OperationalError as error:
         raise ServiceError(
             f"cannot reach Postgres at {postgres.host}:{postgres.port} to prune answers "

@@ -11,8 +11,9 @@ import pytest
 
 from tests.integration.conftest import CliRunner, fresh_test_prefix
 from tidewire.answer_retention import prune_answers
+from tidewire.errors import StorageError
 from tidewire.runtime.stack import LocalStack
-from tidewire.settings import Settings
+from tidewire.settings import PostgresSettings, Settings
 
 
 def store_answers(settings: Settings, tenant: str, ages_days: list[float]) -> list[uuid.UUID]:
@@ -72,3 +73,8 @@ def test_a_retention_that_is_not_a_positive_number_is_one_line_and_deletes_nothi
     assert result.stderr.startswith("error: Invalid value for '--older-than-days'")
     assert result.stderr.count("\n") == 1
     assert remaining(settings, [answer_id]) == {answer_id}
+
+
+def test_a_database_without_the_answers_table_is_a_clear_error(scratch_database: PostgresSettings) -> None:
+    with pytest.raises(StorageError, match="run `tidewire db upgrade` first"):
+        prune_answers(scratch_database, timedelta(days=30))
