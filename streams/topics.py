@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from tidewire.errors import ServiceError
 from tidewire.settings import Settings
@@ -43,32 +43,45 @@ def ensure_topics(settings: Settings, names: list[str], *, timeout_s: float = 30
         except KafkaException as error:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker won the race
                 raise ServiceError(f"cannot create topic {name}: {error.args[0].str()}") from None
-    _wait_for_leaders(admin, missing, timeout_s=timeout_s)
+    _wait_until_served(admin, missing, timeout_s=timeout_s)
     return missing
 
 
-def _wait_for_leaders(admin: AdminClient, names: list[str], *, timeout_s: float) -> None:
-    """Return once every partition of ``names`` has a leader.
+def _wait_until_served(admin: AdminClient, names: list[str], *, timeout_s: float) -> None:
+    """Return once every partition of ``names`` answers an offset request from its leader.
 
-    ``create_topics`` completes when the controller has recorded the topic, before its partitions
-    have a leader; a produce or offset request in that window fails with NOT_LEADER_FOR_PARTITION.
+    ``create_topics`` completes when the controller has recorded the topic. The broker then lists a
+    leader in its metadata a moment before that leader serves the partition: an offset request in
+    between fails with NOT_LEADER_FOR_PARTITION, and a consumer's watermark query does not retry it.
+    So the check is the request itself, not the metadata.
     """
     deadline = time.monotonic() + timeout_s
-    waiting = list(names)
-    while waiting:
+    waiting = set(names)
+    last_problem = "no metadata yet"
+    while True:
         metadata = admin.list_topics(timeout=max(deadline - time.monotonic(), 1.0)).topics
-        waiting = [name for name in waiting if not _has_leaders(metadata.get(name))]
+        requests: dict[TopicPartition, OffsetSpec] = {}
+        for name in waiting:
+            topic = metadata.get(name)
+            if topic is None or topic.error is not None or not topic.partitions:
+                continue
+            for partition in topic.partitions:
+                requests[TopicPartition(name, partition)] = OffsetSpec.latest()
+        answered = {topic_partition.topic for topic_partition in requests}
+        timeout = max(deadline - time.monotonic(), 1.0)
+        results = admin.list_offsets(requests, request_timeout=timeout) if requests else {}
+        for topic_partition, future in results.items():
+            try:
+                future.result()
+            except KafkaException as error:
+                answered.discard(topic_partition.topic)
+                last_problem = error.args[0].str()
+        waiting -= answered
         if not waiting:
             return
         if time.monotonic() > deadline:
             raise ServiceError(
-                f"topics {', '.join(waiting)} still have partitions without a leader after {timeout_s:.0f}s;"
-                " check the broker's log"
+                f"topics {', '.join(sorted(waiting))} are not served yet after {timeout_s:.0f}s ({last_problem}); "
+                "check the broker's log"
             )
         time.sleep(0.1)
-
-
-def _has_leaders(topic: TopicMetadata | None) -> bool:
-    if topic is None or topic.error is not None or not topic.partitions:
-        return False
-    return all(partition.leader >= 0 and partition.error is None for partition in topic.partitions.values())

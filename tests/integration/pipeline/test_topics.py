@@ -25,7 +25,8 @@ def test_new_topics_answer_offset_requests_as_soon_as_ensure_topics_returns(
             partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
             assert len(partitions) == settings.kafka.default_partitions
             for partition in partitions:
-                # No retry: before the fix this raised NOT_LEADER_FOR_PARTITION now and then.
+                # No retry: right after creation, and even once the metadata lists a leader, this
+                # raised NOT_LEADER_FOR_PARTITION for about a partition in four.
                 assert consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10) == (0, 0)
     finally:
         consumer.close()
