@@ -130,13 +130,25 @@ async def search(request: Request) -> Response:
 
 def search_answer(q: str, model: str, started: float, hits_json: bytes, headers: dict[str, str]) -> Response:
     """The ``SearchPublic`` document around already serialized hits."""
+    return encoded_search_answer(json_string(q), json_string(model), started, hits_json, headers)
+
+
+def json_string(text: str) -> bytes:
+    """``text`` as a JSON string, UTF-8 encoded."""
+    return json.dumps(text, ensure_ascii=False).encode()
+
+
+def encoded_search_answer(
+    q_json: bytes, model_json: bytes, started: float, hits_json: bytes, headers: dict[str, str]
+) -> Response:
+    """:func:`search_answer` with the query and the model already encoded as JSON strings."""
     took_ms = round((time.perf_counter() - started) * 1000, 2)
     body = b"".join(
         (
             b'{"query":',
-            json.dumps(q, ensure_ascii=False).encode(),
+            q_json,
             b',"model":',
-            json.dumps(model, ensure_ascii=False).encode(),
+            model_json,
             b',"took_ms":',
             repr(took_ms).encode(),
             b',"hits":',

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api import routers
 from api.app import create_app
+from api.cached_search import MEMO_MAX_QUERY_BYTES, ParsedSearches
 from api.search_cache import SearchResultCache
 from tests.unit.api.test_http import GOOD, Search, assert_error, install_services
 from tests.unit.api.test_search_cache import CHANGED, make_cache
@@ -102,3 +103,33 @@ def test_nothing_is_answered_from_an_invalidated_cache(
     asyncio.run(cache.invalidate("acme", CHANGED))  # what the notifications hub calls
     assert client.get("/v1/search", params=QUERY, headers=HEADERS).status_code == 200
     assert len(search.calls) == 2
+
+
+def test_parsed_searches_remember_valid_query_strings_within_their_bounds() -> None:
+    parsed = ParsedSearches(max_entries=2)
+    first = parsed.parse(b"q=light&k=3")
+    assert first is not None and (first.query.q, first.query.k, first.q_json) == ("light", 3, b'"light"')
+    assert parsed.parse(b"q=light&k=3") is first  # remembered: not parsed again
+    parsed.parse(b"q=dark")
+    parsed.parse(b"q=water")  # the least recently used entry goes
+    assert parsed.parse(b"q=light&k=3") is not first
+    long_query = b"q=light&padding=" + b"a" * MEMO_MAX_QUERY_BYTES  # unknown parameters are ignored
+    long_parsed = parsed.parse(long_query)
+    assert long_parsed is not None and long_parsed.query.q == "light"
+    assert parsed.parse(long_query) is not long_parsed  # parsed, never remembered
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    [
+        b"q=light&k=0",
+        b"q=",
+        b"q=%00",
+        b"q=light&filter=%7Bbad",
+        b"q=light&after=doc-1%401970-01-01T00%3A00%3A00Z",
+    ],
+)
+def test_parsed_searches_refuse_what_the_route_must_answer(query_string: bytes) -> None:
+    parsed = ParsedSearches(max_entries=8)
+    assert parsed.parse(query_string) is None
+    assert parsed.parse(query_string) is None
