@@ -20,6 +20,7 @@ a cached answer's CPU.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -85,7 +86,6 @@ class CachedSearchShortcut:
         # The route's object, set on the scope as the router would: the access metrics label by it.
         self.route = route
         self.parsed = ParsedSearches(parsed_searches)
-        self._model_json: tuple[str, bytes] = ("", b'""')
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == SEARCH_PATH and scope["method"] == "GET":
@@ -120,10 +120,12 @@ class CachedSearchShortcut:
         except RateLimitedError:
             return None
         services.metrics.search_cache_hits.inc()
-        return encoded_search_answer(parsed.q_json, self._model_json_of(services), started, cached, {})
+        return encoded_search_answer(
+            parsed.q_json, _model_json(services.embedder.model_id), started, cached, {}
+        )
 
-    def _model_json_of(self, services: Services) -> bytes:
-        model = services.embedder.model_id
-        if self._model_json[0] != model:
-            self._model_json = (model, json_string(model))
-        return self._model_json[1]
+
+@functools.cache
+def _model_json(model: str) -> bytes:
+    # One model per process: encoded once.
+    return json_string(model)
