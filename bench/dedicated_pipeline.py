@@ -280,14 +280,10 @@ class DedicatedPipeline:
 
     # -- database -------------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
-        postgres = self.settings.postgres
         try:
-            return psycopg.connect(postgres.dsn(), autocommit=True, connect_timeout=10)
+            return psycopg.connect(self.settings.postgres.dsn(), autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as error:
-            raise ServiceError(
-                f"cannot reach Postgres at {postgres.host}:{postgres.port}: "
-                f"{str(error).strip().splitlines()[0]}; is the stack up (`tidewire up`)?"
-            ) from None
+            raise ServiceError.postgres_unreachable(self.settings.postgres, error) from None
 
     def _execute(self, statement: str, parameters: tuple[object, ...] | None = None) -> None:
         with self._connect() as connection:

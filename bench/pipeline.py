@@ -510,14 +510,10 @@ def _wait_for_drained_lag(sampler: LagSampler, writes_finished_s: float) -> None
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    postgres = settings.postgres
     try:
-        return psycopg.connect(postgres.dsn(), autocommit=True, connect_timeout=10)
+        return psycopg.connect(settings.postgres.dsn(), autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as error:
-        raise ServiceError(
-            f"cannot reach Postgres at {postgres.host}:{postgres.port}: "
-            f"{str(error).strip().splitlines()[0]}; is the stack up (`tidewire up`)?"
-        ) from None
+        raise ServiceError.postgres_unreachable(settings.postgres, error) from None
 
 
 def measure_raw_embedder(settings: Settings, texts: Sequence[str], slice_texts: int) -> RawEmbedderResult:

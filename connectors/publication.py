@@ -62,10 +62,7 @@ def sync_publication(
             )
             return True
     except psycopg.OperationalError as error:
-        raise ServiceError(
-            f"cannot reach Postgres at {postgres.host}:{postgres.port} to update the publication: "
-            f"{str(error).strip().splitlines()[0]}"
-        ) from None
+        raise ServiceError.postgres_unreachable(postgres, error, "to update the publication") from None
 
 
 def _qualified(table: str) -> sql.Composable:

@@ -54,10 +54,7 @@ def request_incremental_snapshot(
                 signals.append(SnapshotSignal(signal_id, spec.name, spec.source_table, count))
             return signals
     except psycopg.OperationalError as error:
-        raise ServiceError(
-            f"cannot reach Postgres at {postgres.host}:{postgres.port} to signal a snapshot: "
-            f"{str(error).strip().splitlines()[0]}"
-        ) from None
+        raise ServiceError.postgres_unreachable(postgres, error, "to signal a snapshot") from None
 
 
 def _payloads(

@@ -47,7 +47,6 @@ def prune_answers(postgres: PostgresSettings, older_than: timedelta, *, batch_si
             "the database has no tidewire_answers table yet; run `tidewire db upgrade` first"
         ) from None
     except psycopg.OperationalError as error:
-        raise ServiceError(
-            f"cannot reach Postgres at {postgres.host}:{postgres.port} to prune answers "
-            f"({deleted} deleted so far): {str(error).strip().splitlines()[0]}; is the stack up (`tidewire status`)?"
+        raise ServiceError.postgres_unreachable(
+            postgres, error, f"to prune answers ({deleted} deleted so far)"
         ) from None

@@ -60,9 +60,7 @@ def current_revision(settings: PostgresSettings) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except SqlAlchemyOperationalError as error:
-        raise ServiceError(
-            f"cannot reach Postgres at {settings.host}:{settings.port}: {error.orig}"
-        ) from None
+        raise ServiceError.postgres_unreachable(settings, error.orig or error) from None
     finally:
         engine.dispose()
 
@@ -71,10 +69,7 @@ def _run_alembic(action, settings: PostgresSettings, revision: str) -> None:  # 
     try:
         action(alembic_config(settings), revision)
     except SqlAlchemyOperationalError as error:
-        raise ServiceError(
-            f"cannot reach Postgres at {settings.host}:{settings.port} to migrate: {error.orig}; "
-            "is the stack up (`tidewire up`)?"
-        ) from None
+        raise ServiceError.postgres_unreachable(settings, error.orig or error, "to migrate") from None
 
 
 def connection_pool(settings: PostgresSettings, *, name: str) -> ConnectionPool:

@@ -7,6 +7,11 @@ The CLI prints exactly that line; nothing else needs to format errors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tidewire.settings import PostgresSettings
+
 
 class TidewireError(Exception):
     """Root of Tidewire's errors: a stable code and a one-line, actionable message."""
@@ -43,6 +48,19 @@ class ServiceError(TidewireError):
 
     code = "service_error"
     exit_code = 4
+
+    @classmethod
+    def postgres_unreachable(
+        cls, settings: PostgresSettings, error: BaseException, purpose: str = ""
+    ) -> ServiceError:
+        """Postgres did not answer, or the connection broke, while doing ``purpose`` ("to prune
+        answers"...): the address, the driver's first line, and what to check next."""
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        doing = f" {purpose}" if purpose else ""
+        return cls(
+            f"cannot reach Postgres at {settings.host}:{settings.port}{doing}: {reason}; "
+            "is the stack up (`tidewire status`)?"
+        )
 
 
 class ConnectError(TidewireError):

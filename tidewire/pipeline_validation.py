@@ -53,10 +53,7 @@ def validate_pipelines(postgres: PostgresSettings, pipelines: Sequence[PipelineS
         with psycopg.connect(postgres.dsn(), connect_timeout=10, autocommit=True) as connection:
             tables = [_describe(connection, spec) for spec in pipelines]
     except psycopg.OperationalError as error:
-        raise ServiceError(
-            f"cannot reach Postgres at {postgres.host}:{postgres.port} to check the pipelines: "
-            f"{str(error).strip().splitlines()[0]}; is the stack up (`tidewire status`)?"
-        ) from None
+        raise ServiceError.postgres_unreachable(postgres, error, "to check the pipelines") from None
     problems = [
         problem for spec, table in zip(pipelines, tables, strict=True) for problem in _problems(spec, table)
     ]
