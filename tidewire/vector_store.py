@@ -2,7 +2,7 @@
 
 The streams side hands :meth:`VectorStore.write_batch` a whole micro-batch of upserts and deletes;
 it is applied in one transaction and one database round trip (a single call of the
-``tidewire_write_batch`` function of migrations 0002 and 0006, in autocommit mode, with every vector
+``tidewire_write_batch`` function of migrations 0002, 0006, 0007 and 0010, in autocommit mode, with every vector
 sent in binary). Ordering is latest-wins on the Debezium source LSN of each document: a write applies
 only if its LSN is at least the stored one and not below its pipeline's last TRUNCATE, and a delete
 leaves a tombstone behind so that an older, replayed upsert cannot bring the document back.

@@ -190,3 +190,21 @@ def test_0009_indexes_half_precision_vectors_and_downgrade_restores_full_precisi
     assert "m='16'" in at_0009 and "ef_construction='64'" in at_0009
     database.downgrade(scratch_database, "0008")
     assert _hnsw_index_definition(scratch_database) == at_0008
+
+
+def _write_function_definition(postgres: PostgresSettings) -> str:
+    return _function_definitions(postgres)["tidewire_write_batch"]
+
+
+def test_0010_confines_the_write_function_to_the_batch_tenants_and_downgrade_restores_0007s(
+    scratch_database: PostgresSettings,
+) -> None:
+    database.upgrade(scratch_database, "0009")
+    at_0009 = _write_function_definition(scratch_database)
+    database.upgrade(scratch_database, "0010")
+    at_0010 = _write_function_definition(scratch_database)
+    assert "v_tenants" not in at_0009
+    assert at_0010.count("c.tenant_id = ANY (v_tenants)") == 2
+    assert "FOR UPDATE OF s" in at_0010.split("FOR v_round IN")[0]
+    database.downgrade(scratch_database, "0009")
+    assert _write_function_definition(scratch_database) == at_0009

@@ -366,20 +366,24 @@ def test_the_highest_truncate_position_is_kept(
         )
 
 
-async def _wait_until_blocked_on_a_lock(pool: psycopg_pool.AsyncConnectionPool, what: str) -> None:
-    """Until another session waits for an advisory lock (the truncate lock of migration 0006)."""
+async def _wait_until_blocked_on_a_lock(
+    pool: psycopg_pool.AsyncConnectionPool, what: str, lock: str = "advisory"
+) -> None:
+    """Until another session waits for a lock of this kind: ``advisory`` (the truncate lock of
+    migration 0006), ``transactionid`` (a row another transaction changed and has not committed)."""
     async with pool.connection() as connection:
         for _ in range(200):
             cursor = await connection.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
-                " AND pid <> pg_backend_pid() AND datname = current_database()"
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = %s"
+                " AND pid <> pg_backend_pid() AND datname = current_database()",
+                (lock,),
             )
             row = await cursor.fetchone()
             await connection.rollback()
             if row is not None and row[0] > 0:
                 return
             await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} never waited for the truncate lock")
+    raise AssertionError(f"{what} never waited for a lock ({lock})")
 
 
 def test_a_write_batch_during_an_uncommitted_truncate_waits_and_then_skips_older_writes(
@@ -603,3 +607,70 @@ def test_new_text_under_a_new_tenant_leaves_nothing_under_the_old_one(
         (1, "y", "tenant-b"),
     ]
     assert _partition_of(settings, pipeline_name, "doc-1") == {(tenant_partition("tenant-b"), "tenant-b")}
+
+
+def test_a_write_batch_leaves_other_tenants_partitions_alone(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    """Migration 0010: the batch's DELETE and UPDATE of chunks are planned on its own tenants'
+    partitions only. Another tenant's partition, locked against everything, does not stop it (before
+    0010 the batch waited for that lock, as it read every partition)."""
+    writer, bystander = f"writer-{pipeline_name}", f"bystander-{pipeline_name}"
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.ensure_tenant_partitions({writer, bystander})
+        await store.write_batch(
+            [
+                upsert(pipeline_name, "shrinks", 1, ["a ", "b ", "c"], tenant=writer),
+                upsert(pipeline_name, "same-text", 2, ["kept"], tenant=writer, metadata={"v": 1}),
+            ]
+        )
+        async with await psycopg.AsyncConnection.connect(settings.postgres.dsn()) as locking:
+            await locking.execute(f"LOCK TABLE {tenant_partition(bystander)} IN ACCESS EXCLUSIVE MODE")
+            writes = [
+                upsert(pipeline_name, "shrinks", 3, ["a"], tenant=writer),  # removes chunks 1 and 2
+                upsert(pipeline_name, "same-text", 4, None, tenant=writer, metadata={"v": 2}),  # refreshes
+                delete(pipeline_name, "never-seen", 5),
+            ]
+            try:
+                return await asyncio.wait_for(store.write_batch(writes), timeout=20)
+            except TimeoutError:
+                raise AssertionError("the write batch waited for another tenant's partition") from None
+            finally:
+                await locking.rollback()
+
+    outcomes = run_with_store(body)
+    assert [outcome.applied for outcome in outcomes] == [True, True, True]
+    assert [row["chunk_text"] for row in stored_chunks(settings, pipeline_name, "shrinks")] == ["a"]
+    assert [row["metadata"] for row in stored_chunks(settings, pipeline_name, "same-text")] == [{"v": 2}]
+
+
+def test_a_batch_waits_for_an_uncommitted_batch_of_the_same_document_and_replaces_what_it_wrote(
+    run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
+) -> None:
+    """Two workers on one document at once (a rebalance): the first has moved it to another tenant
+    with a longer text and not committed yet. The second, newer write waits for it, then sees and
+    removes its chunks, wherever they are: before 0010 it planned its removals on a snapshot taken
+    before the first committed, and the first one's chunks stayed under their tenant."""
+    first = plan_batch([upsert(pipeline_name, "doc-1", 2, ["b1 ", "b2 ", "b3"], tenant="tenant-b", seed=2)])
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.ensure_tenant_partitions({"tenant-a", "tenant-b", "tenant-c"})
+        await store.write_batch([upsert(pipeline_name, "doc-1", 1, ["a1"], tenant="tenant-a")])
+        async with await psycopg.AsyncConnection.connect(settings.postgres.dsn()) as writing:
+            await register_vector_async(writing)
+            await writing.execute(WRITE_BATCH_SQL, first)
+            second = asyncio.create_task(
+                store.write_batch([upsert(pipeline_name, "doc-1", 3, ["c1"], tenant="tenant-c", seed=3)])
+            )
+            await _wait_until_blocked_on_a_lock(pool, "the second batch", lock="transactionid")
+            assert not second.done()
+            await writing.commit()
+        return await second
+
+    (newest,) = run_with_store(body)
+    assert (newest.applied, newest.chunk_count, newest.tenant_id) == (True, 1, "tenant-c")
+    rows = stored_chunks(settings, pipeline_name, "doc-1")
+    assert [(row["chunk_index"], row["chunk_text"], row["tenant_id"]) for row in rows] == [
+        (0, "c1", "tenant-c")
+    ]
