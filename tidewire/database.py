@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -41,6 +42,20 @@ def revision_module(config: Config, revision_id: str) -> ModuleType:
             f"migration {revision_id} is missing from the migrations folder; reinstall tidewire"
         )
     return script.module
+
+
+def changed_definition(
+    definition: str, changes: Sequence[tuple[str, str]], *, base: str, revision: str
+) -> str:
+    """``definition`` (SQL of migration ``base``) with each ``(old, new)`` replacement of migration
+    ``revision`` made; each ``old`` must occur exactly once, or the installed migrations do not match."""
+    for old, new in changes:
+        if definition.count(old) != 1:
+            raise StorageError(
+                f"migration {base}'s definition is not the one {revision} changes; reinstall tidewire"
+            )
+        definition = definition.replace(old, new)
+    return definition
 
 
 def upgrade(settings: PostgresSettings, revision: str = "head") -> None:

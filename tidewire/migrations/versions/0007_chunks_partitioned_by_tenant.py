@@ -36,8 +36,7 @@ Create Date: 2026-11-26
 
 from alembic import op
 
-from tidewire.database import revision_module
-from tidewire.errors import StorageError
+from tidewire.database import changed_definition, revision_module
 
 revision = "0007"
 down_revision = "0006"
@@ -105,13 +104,7 @@ _WRITE_BATCH_CHANGES = (
 
 def _write_batch_function() -> str:
     definition = str(revision_module(op.get_context().config, "0006")._WRITE_BATCH_FUNCTION)
-    for old, new in _WRITE_BATCH_CHANGES:
-        if definition.count(old) != 1:
-            raise StorageError(
-                "migration 0006's write function is not the one 0007 changes; reinstall tidewire"
-            )
-        definition = definition.replace(old, new)
-    return definition
+    return changed_definition(definition, _WRITE_BATCH_CHANGES, base="0006", revision="0007")
 
 
 def _secure(table: str) -> None:

@@ -23,8 +23,7 @@ Create Date: 2026-11-24
 
 from alembic import op
 
-from tidewire.database import revision_module
-from tidewire.errors import StorageError
+from tidewire.database import changed_definition, revision_module
 
 revision = "0010"
 down_revision = "0009"
@@ -72,14 +71,8 @@ _WRITE_BATCH_CHANGES = (
 
 def write_batch_function() -> str:
     """0007's ``tidewire_write_batch`` with this revision's changes (``CREATE OR REPLACE``)."""
-    definition = revision_module(op.get_context().config, "0007")._write_batch_function()
-    for old, new in _WRITE_BATCH_CHANGES:
-        if definition.count(old) != 1:
-            raise StorageError(
-                "migration 0007's write function is not the one 0010 changes; reinstall tidewire"
-            )
-        definition = definition.replace(old, new)
-    return definition
+    definition = str(revision_module(op.get_context().config, "0007")._write_batch_function())
+    return changed_definition(definition, _WRITE_BATCH_CHANGES, base="0007", revision="0010")
 
 
 def upgrade() -> None:
