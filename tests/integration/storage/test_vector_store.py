@@ -648,8 +648,8 @@ def test_a_write_batch_leaves_other_tenants_partitions_alone(
 def test_a_batch_waits_for_an_uncommitted_batch_of_the_same_document_and_replaces_what_it_wrote(
     run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
 ) -> None:
-    """Two workers on one document at once (a rebalance): the first has moved it to another tenant
-    with a longer text and not committed yet. The second, newer write waits for it, then sees and
+    """Two writers on one document at once: the first has moved it to another tenant with a longer
+    text and not committed yet. The second, newer write waits for it, then sees and
     removes its chunks, wherever they are: before 0010 it planned its removals on a snapshot taken
     before the first committed, and the first one's chunks stayed under their tenant."""
     first = plan_batch([upsert(pipeline_name, "doc-1", 2, ["b1 ", "b2 ", "b3"], tenant="tenant-b", seed=2)])
