@@ -243,14 +243,9 @@ def bench_api(
     """
     from rich.console import Console
 
-    from bench.api import (
-        ApiBenchConfig,
-        format_targets,
-        render_table,
-        run_api_benchmark,
-        with_overrides,
-        write_report,
-    )
+    from bench.api.config import ApiBenchConfig, with_overrides
+    from bench.api.report import format_targets, render_table, write_report
+    from bench.api.run import run_api_benchmark
 
     config = with_overrides(
         ApiBenchConfig.quick_run() if quick else ApiBenchConfig(),

@@ -9,15 +9,10 @@ import math
 import httpx
 import pytest
 
-from bench.api import (
-    TARGETS,
-    ApiBenchConfig,
-    ApiBenchReport,
-    choose_queries,
-    drive,
-    partial_quotation,
-    with_overrides,
-)
+from bench.api.config import TARGETS, ApiBenchConfig, with_overrides
+from bench.api.phases import drive
+from bench.api.queries import choose_queries, partial_quotation
+from bench.api.report import ApiBenchReport
 from bench.latency import LatencySummary, ratio
 from bench.recall import RankedHit, recall_at_k, recall_of_query
 from bench.slow_chat_provider import GenerationSchedule, create_provider_app, token_text
