@@ -20,7 +20,6 @@ a cached answer's CPU.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -33,7 +32,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import Services
 from api.errors import RateLimitedError, ValidationFailedError
-from api.routers.search import SEARCH_PATH, checked_filter, encoded_search_answer, json_string
+from api.routers.search import (
+    SEARCH_PATH,
+    checked_filter,
+    encoded_search_answer,
+    json_string,
+    model_json,
+)
 from api.schemas import SearchQuery
 from api.search_cache import search_key
 
@@ -121,11 +126,5 @@ class CachedSearchShortcut:
             return None
         services.metrics.search_cache_hits.inc()
         return encoded_search_answer(
-            parsed.q_json, _model_json(services.embedder.model_id), started, cached, {}
+            parsed.q_json, model_json(services.embedder.model_id), started, cached, {}
         )
-
-
-@functools.cache
-def _model_json(model: str) -> bytes:
-    # One model per process: encoded once.
-    return json_string(model)

@@ -7,6 +7,7 @@ nothing), and only ``took_ms`` differs between two answers to the same search.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -130,12 +131,18 @@ async def search(request: Request) -> Response:
 
 def search_answer(q: str, model: str, started: float, hits_json: bytes, headers: dict[str, str]) -> Response:
     """The ``SearchPublic`` document around already serialized hits."""
-    return encoded_search_answer(json_string(q), json_string(model), started, hits_json, headers)
+    return encoded_search_answer(json_string(q), model_json(model), started, hits_json, headers)
 
 
 def json_string(text: str) -> bytes:
     """``text`` as a JSON string, UTF-8 encoded."""
     return json.dumps(text, ensure_ascii=False).encode()
+
+
+@functools.cache
+def model_json(model: str) -> bytes:
+    """The model's id as a JSON string: one model per process, encoded once."""
+    return json_string(model)
 
 
 def encoded_search_answer(
