@@ -1,7 +1,10 @@
-"""Migrations 0002, 0006 and 0007 in a scratch database: upgrade creates, downgrade removes exactly what
-it made (and 0007 moves the chunks there and back)."""
+"""Migrations 0002, 0006, 0007, 0009 and 0010 in a scratch database: upgrade creates, downgrade removes
+exactly what it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import psycopg
@@ -10,6 +13,8 @@ from pgvector.psycopg import register_vector
 from tests.integration.storage.conftest import tenant_partition
 from tidewire import database
 from tidewire.settings import PostgresSettings
+
+T = TypeVar("T")
 
 
 def _schema(postgres: PostgresSettings) -> dict[str, set[str]]:
@@ -170,6 +175,18 @@ def test_0007_gives_every_tenant_its_own_partition_and_downgrade_restores_0006(
     assert _api_reads(scratch_database, "alpha") == ["a-1", "a-1"]
 
 
+def _around(postgres: PostgresSettings, revision: str, read: Callable[[PostgresSettings], T]) -> tuple[T, T]:
+    """``read`` before and after migration ``revision``; checks that its downgrade restores the before."""
+    previous = f"{int(revision) - 1:04d}"
+    database.upgrade(postgres, previous)
+    before = read(postgres)
+    database.upgrade(postgres, revision)
+    after = read(postgres)
+    database.downgrade(postgres, previous)
+    assert read(postgres) == before
+    return before, after
+
+
 def _hnsw_index_definition(postgres: PostgresSettings) -> str:
     with psycopg.connect(postgres.dsn()) as connection:
         (definition,) = connection.execute(
@@ -181,15 +198,10 @@ def _hnsw_index_definition(postgres: PostgresSettings) -> str:
 def test_0009_indexes_half_precision_vectors_and_downgrade_restores_full_precision(
     scratch_database: PostgresSettings,
 ) -> None:
-    database.upgrade(scratch_database, "0008")
-    at_0008 = _hnsw_index_definition(scratch_database)
-    database.upgrade(scratch_database, "0009")
-    at_0009 = _hnsw_index_definition(scratch_database)
+    at_0008, at_0009 = _around(scratch_database, "0009", _hnsw_index_definition)
     assert "(embedding vector_cosine_ops)" in at_0008
     assert "((embedding)::halfvec(384)) halfvec_cosine_ops" in at_0009
     assert "m='16'" in at_0009 and "ef_construction='64'" in at_0009
-    database.downgrade(scratch_database, "0008")
-    assert _hnsw_index_definition(scratch_database) == at_0008
 
 
 def _write_function_definition(postgres: PostgresSettings) -> str:
@@ -199,12 +211,7 @@ def _write_function_definition(postgres: PostgresSettings) -> str:
 def test_0010_confines_the_write_function_to_the_batch_tenants_and_downgrade_restores_0007s(
     scratch_database: PostgresSettings,
 ) -> None:
-    database.upgrade(scratch_database, "0009")
-    at_0009 = _write_function_definition(scratch_database)
-    database.upgrade(scratch_database, "0010")
-    at_0010 = _write_function_definition(scratch_database)
+    at_0009, at_0010 = _around(scratch_database, "0010", _write_function_definition)
     assert "v_tenants" not in at_0009
     assert at_0010.count("c.tenant_id = ANY (v_tenants)") == 2
     assert "FOR UPDATE OF s" in at_0010.split("FOR v_round IN")[0]
-    database.downgrade(scratch_database, "0009")
-    assert _write_function_definition(scratch_database) == at_0009

@@ -7,7 +7,7 @@ dimension. It now indexes `embedding::halfvec(384)` (pgvector's two-byte floats,
 Postgres CPU per search 1.35 → 1.08 ms, recall@10 0.960 → 0.964. The table keeps the full-precision
 vectors, and scores are computed from them; only the order in which the graph is walked uses the
 half-precision copy. A search uses the index only when it orders by exactly this expression
-(`tidewire.vector_store.HNSW_ORDER_EXPRESSION`).
+(`tidewire.vector_store.HNSW_ORDER_BY`).
 
 The index is rebuilt on every partition, with the table locked against writes meanwhile (a partitioned
 table's index cannot be built CONCURRENTLY). Downgrade rebuilds 0002's full-precision index.

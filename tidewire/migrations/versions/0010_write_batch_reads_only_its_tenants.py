@@ -69,14 +69,14 @@ _WRITE_BATCH_CHANGES = (
 )
 
 
-def write_batch_function() -> str:
+def _write_batch_function() -> str:
     """0007's ``tidewire_write_batch`` with this revision's changes (``CREATE OR REPLACE``)."""
     definition = str(revision_module(op.get_context().config, "0007")._write_batch_function())
     return changed_definition(definition, _WRITE_BATCH_CHANGES, base="0007", revision="0010")
 
 
 def upgrade() -> None:
-    op.execute(write_batch_function())
+    op.execute(_write_batch_function())
 
 
 def downgrade() -> None:
