@@ -25,12 +25,12 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from api.errors import ValidationFailedError
 from tidewire.errors import TidewireError
 from tidewire.events.codec import EventCodec
 from tidewire.events.models import Notification
+from tidewire.kafka_clients import admin_client, forward_client_log
 
 logger = logging.getLogger(__name__)
 
@@ -259,13 +259,15 @@ class NotificationHub:
     def _partitions(self) -> list[int]:
         # aiokafka's consumer.topics() fetches metadata without updating what
         # partitions_for_topic() reads, so ask the broker with the admin client.
-        admin = AdminClient({"bootstrap.servers": self._bootstrap, "socket.timeout.ms": 5_000})
+        admin = admin_client(self._bootstrap, {"socket.timeout.ms": 5_000})
         try:
             metadata = admin.list_topics(self.topic, timeout=5)
         except KafkaException as error:
             raise TidewireError(
                 f"cannot read metadata of {self.topic}: {error}", code="kafka_unavailable"
             ) from None
+        finally:
+            forward_client_log(admin)
         topic = metadata.topics.get(self.topic)
         if topic is None or topic.error is not None:
             return []

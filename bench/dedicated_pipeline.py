@@ -37,6 +37,7 @@ from connectors.apply import apply_connectors
 from streams.offsets import reset_offsets
 from streams.topics import ensure_topics, worker_topics
 from tidewire.errors import ServiceError
+from tidewire.kafka_clients import admin_client
 from tidewire.pipeline_spec import PipelineSpec
 from tidewire.runtime.processes import read_log_tail
 from tidewire.runtime.state import StatePaths
@@ -240,7 +241,7 @@ class DedicatedPipeline:
         return bool(row and row[0])
 
     def _delete_topics_and_group(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka.bootstrap})
+        admin = admin_client(self.settings.kafka.bootstrap)
         try:
             existing = set(admin.list_topics(timeout=_KAFKA_TIMEOUT_S).topics)
             topics = [topic for topic in worker_topics(self.worker_settings) if topic in existing]

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from confluent_kafka.admin import AdminClient
 
 from bench.dedicated_pipeline import BENCH_PIPELINE, BENCH_TENANT, DedicatedPipeline
 from bench.embed import describe_machine
@@ -48,6 +47,7 @@ from streams.document_text import build_text
 from tidewire.consumer_lag import consumer_group_lag
 from tidewire.demo import INSERT_BATCH_ROWS
 from tidewire.errors import ServiceError, TidewireError
+from tidewire.kafka_clients import admin_client
 from tidewire.kjv_corpus import Verse, load_kjv_verses
 from tidewire.settings import Settings
 
@@ -427,7 +427,7 @@ def _run_phase(
         WritePlan(postgres.dsn(), pipeline.spec.source_table, rows, rate_per_s, batch_rows=INSERT_BATCH_ROWS)
     )
     # One client for the whole phase: a new one per reading would reconnect every second.
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    admin = admin_client(settings.kafka.bootstrap)
     sampler = LagSampler(
         lambda: (
             consumer_group_lag(

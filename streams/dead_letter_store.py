@@ -12,10 +12,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from tidewire.errors import ServiceError
 from tidewire.events import DeadLetter, InvalidEventError, make_event_codec
+from tidewire.kafka_clients import consumer as kafka_consumer
+from tidewire.kafka_clients import producer as kafka_producer
 from tidewire.settings import Settings
 
 _TIMEOUT_S = 10.0
@@ -72,13 +74,13 @@ def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
     """Every dead letter now in the DLQ topic, partition by partition, oldest first."""
     topic = settings.topics.dead_letter
     codec = make_event_codec(settings.kafka)
-    consumer = Consumer(
+    consumer = kafka_consumer(
+        settings.kafka.bootstrap,
         {
-            "bootstrap.servers": settings.kafka.bootstrap,
             "group.id": f"tidewire-dlq-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
-        }
+        },
     )
     try:
         try:
@@ -118,7 +120,7 @@ def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
 
 def redrive(settings: Settings, letters: Sequence[StoredDeadLetter]) -> int:
     """Produce each dead letter's original key and value to its original topic; return how many."""
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "acks": "all"})
+    producer = kafka_producer(settings.kafka.bootstrap, {"acks": "all"})
     failures: list[str] = []
 
     def delivered(error: Any, _message: Any) -> None:

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams.errors import ReplayRefusedError
 from tidewire.errors import ServiceError
+from tidewire.kafka_clients import admin_client
 from tidewire.settings import Settings
 
 Position = Literal["earliest", "latest"] | datetime
@@ -53,7 +54,7 @@ def reset_offsets(
     ``earliest`` re-consumes everything, ``latest`` skips to the end, a datetime re-consumes from
     the first message at or after it (the end of a partition with none).
     """
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    admin = admin_client(settings.kafka.bootstrap)
     members = group_members(admin, group)
     if members:
         raise ReplayRefusedError(

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from tidewire.errors import ServiceError
+from tidewire.kafka_clients import admin_client
 from tidewire.settings import Settings
 
 
@@ -25,7 +26,7 @@ def worker_topics(settings: Settings) -> list[str]:
 
 def ensure_topics(settings: Settings, names: list[str], *, timeout_s: float = 30.0) -> list[str]:
     """Create the missing topics among ``names``; return the ones created."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    admin = admin_client(settings.kafka.bootstrap)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as error:

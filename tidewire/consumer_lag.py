@@ -14,6 +14,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from tidewire.errors import ServiceError
+from tidewire.kafka_clients import admin_client, forward_client_log
 
 _TIMEOUT_S = 15.0
 
@@ -56,7 +57,7 @@ def consumer_group_lag(
     2. The partitions of those and of the expected topics that exist.
     3. Low and high watermarks of each partition, in one request each.
     """
-    admin = admin or AdminClient({"bootstrap.servers": bootstrap})
+    admin = admin or admin_client(bootstrap)
     try:
         # 1. Committed offsets
         request = [ConsumerGroupTopicPartitions(group)]
@@ -76,6 +77,8 @@ def consumer_group_lag(
             f"cannot read consumer lag of group {group!r} from Kafka at {bootstrap}: {error.args[0]}; "
             "is the stack up (`tidewire status`)?"
         ) from None
+    finally:
+        forward_client_log(admin)
     return GroupLag(
         group=group,
         partitions=[

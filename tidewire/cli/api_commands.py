@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import click
 
-from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
+from tidewire.cli.app import CliContext, json_option, log_as_a_service, pass_cli_context, print_json
 
 
 @click.command()
@@ -28,7 +27,7 @@ def serve(context: CliContext, host: str | None, port: int | None, stack_dir: st
     from api.server import serve_with_uvicorn
 
     settings = context.settings
-    logging.getLogger().setLevel(settings.log_level)
+    log_as_a_service(settings.log_level)
     serve_with_uvicorn(
         create_app(settings),
         host=host or settings.api.host,

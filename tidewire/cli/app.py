@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from tidewire.kafka_clients import CLIENT_LOGGER_NAME
 from tidewire.settings import Settings, load_settings
 
 
@@ -49,7 +50,16 @@ def cli(context: click.Context, config_file: Path | None, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # A command turns every Kafka failure into its own one-line error; librdkafka's lines about it
+    # would only repeat it. --debug shows them; the long-running services log them (log_as_a_service).
+    logging.getLogger(CLIENT_LOGGER_NAME).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     context.obj = CliContext(config_file=config_file, debug=debug)
+
+
+def log_as_a_service(level: str) -> None:
+    """A long-running command (the API, a worker) logs at ``level``, librdkafka's lines included."""
+    logging.getLogger().setLevel(level)
+    logging.getLogger(CLIENT_LOGGER_NAME).setLevel(logging.NOTSET)
 
 
 def print_json(document: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tidewire.cli.app import CliContext, pass_cli_context
+from tidewire.cli.app import CliContext, log_as_a_service, pass_cli_context
 from tidewire.errors import ConfigurationError
 
 
@@ -40,6 +40,7 @@ def worker(
     metrics = settings.streams.metrics_port if metrics_port is None else metrics_port
     if web and metrics and web == metrics:
         raise ConfigurationError(f"--web-port and --metrics-port are both {web}; give them different ports")
+    log_as_a_service("DEBUG" if context.debug else settings.log_level)
     run_worker(settings, web_port=web or None, metrics_port=metrics or None, debug=context.debug)
 
 

@@ -7,9 +7,9 @@ import subprocess
 import uuid
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from tidewire.errors import ServiceError
+from tidewire.kafka_clients import admin_client
 from tidewire.runtime.jars import JarLayout
 from tidewire.runtime.java_service import launch, write_properties
 from tidewire.runtime.prerequisites import JavaRuntime
@@ -101,7 +101,7 @@ class KafkaBroker:
         """Ready when the broker answers a metadata request."""
         if not port_accepts_connections(self.settings.host, self.settings.port):
             raise NotReadyYet(f"nothing listens on {self.settings.bootstrap} yet")
-        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap, "log_level": 0})
+        admin = admin_client(self.settings.bootstrap)
         try:
             metadata = admin.list_topics(timeout=3)
         except KafkaException as error:

@@ -54,3 +54,14 @@ def test_status_of_a_stack_that_never_ran_says_stopped(
     monkeypatch.setenv("TIDEWIRE_CONNECT__PORT", "2")
     assert main(["status", "--json"]) == 0
     assert '"postgres": "stopped"' in capsys.readouterr().out
+
+
+def test_kafka_out_of_reach_is_one_line_without_librdkafkas_own(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIDEWIRE_KAFKA__PORT", "1")
+    monkeypatch.setattr("streams.dead_letter_store._TIMEOUT_S", 1.0)
+    assert main(["dlq", "list"]) == 4
+    error = capfd.readouterr().err
+    assert error.startswith("error: cannot reach Kafka at 127.0.0.1:1")
+    assert error.count("\n") == 1, error
