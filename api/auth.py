@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.errors import UnauthorizedError
 from tidewire.errors import ConfigurationError, ServiceError
 from tidewire.events.models import NAME_PATTERN
+from tidewire.settings import PostgresSettings
 
 KEY_PREFIX = "tw_"
 KEY_ID_HEX_CHARS = 12
@@ -160,17 +161,15 @@ class KeyVerifier:
 class KeyStore:
     """Creates, lists and revokes keys (the ``tidewire keys`` commands); synchronous, short-lived."""
 
-    def __init__(self, dsn: str, *, pepper: bytes | None) -> None:
-        self._dsn = dsn
+    def __init__(self, postgres: PostgresSettings, *, pepper: bytes | None) -> None:
+        self._postgres = postgres
         self._pepper = pepper
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         try:
-            return psycopg.connect(self._dsn, row_factory=dict_row, connect_timeout=5)
+            return psycopg.connect(self._postgres.dsn(), row_factory=dict_row, connect_timeout=5)
         except psycopg.OperationalError as error:
-            raise ServiceError(
-                f"cannot reach Postgres to manage API keys: {error}; is the stack up?"
-            ) from None
+            raise ServiceError.postgres_unreachable(self._postgres, error, "to manage API keys") from None
 
     def create(self, tenant_id: str, *, name: str | None = None) -> NewKey:
         """A new key for ``tenant_id``; the returned ``key`` is the only copy there will ever be."""

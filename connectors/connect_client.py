@@ -40,13 +40,22 @@ class ConnectClient:
     """Kafka Connect REST client; every call has a timeout and transient failures are retried."""
 
     def __init__(
-        self, base_url: str, *, timeout_s: float = 10.0, retries: int = 5, backoff_factor: float = 0.5
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 5,
+        connect_retries: int = 1,
+        backoff_factor: float = 0.5,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
         retry = Retry(
             total=retries,
+            # A worker that refuses connections is down, not rebalancing: say so at once instead of
+            # after the whole backoff (15 s at the defaults).
+            connect=min(connect_retries, retries),
             backoff_factor=backoff_factor,
             status_forcelist=_RETRYABLE_STATUSES,
             allowed_methods=frozenset({"GET", "PUT", "DELETE", "POST"}),

@@ -16,6 +16,7 @@ from psycopg import errors as pg_errors
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tidewire.errors import ServiceError
 from tidewire.kjv_corpus import Verse, load_kjv_verses
 from tidewire.settings import Settings
 
@@ -79,12 +80,18 @@ def run_demo(settings: Settings, console: Console) -> None:
     verses = load_kjv_verses()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
-        write_corpus(settings, verses, progress)
         try:
+            write_corpus(settings, verses, progress)
             finished = follow_indexing(settings, len(verses), progress)
         except pg_errors.UndefinedTable:
-            console.print("[yellow]the vector tables do not exist yet: is the pipeline migrated?[/]")
+            console.print(
+                "[yellow]the tables do not exist yet: is the database migrated (`tidewire db upgrade`)?[/]"
+            )
             return
+        except psycopg.OperationalError as error:
+            raise ServiceError.postgres_unreachable(
+                settings.postgres, error, "to index the demo corpus"
+            ) from None
     if not finished:
         console.print("[yellow]indexing has not finished; `tidewire lag` and the worker log tell why[/]")
     api_key = create_demo_key(settings)
@@ -113,7 +120,7 @@ def create_demo_key(settings: Settings) -> str:
     from api.auth import KeyStore
 
     pepper = settings.api.key_pepper.get_secret_value().encode() if settings.api.key_pepper else None
-    return KeyStore(settings.postgres.dsn(), pepper=pepper).create(DEMO_TENANT, name="demo").key
+    return KeyStore(settings.postgres, pepper=pepper).create(DEMO_TENANT, name="demo").key
 
 
 def show_api_examples(settings: Settings, key: str, console: Console) -> None:

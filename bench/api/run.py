@@ -64,7 +64,7 @@ def run_api_benchmark(
     from api.auth import KeyStore  # imported here: the API package is only needed once the run starts
 
     pepper = settings.api.key_pepper.get_secret_value().encode() if settings.api.key_pepper else None
-    keys = KeyStore(settings.postgres.dsn(), pepper=pepper)
+    keys = KeyStore(settings.postgres, pepper=pepper)
     key = keys.create(TENANT, name="bench-api")
     try:
         # 4. The servers

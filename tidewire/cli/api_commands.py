@@ -47,7 +47,7 @@ def _store(context: CliContext):  # type: ignore[no-untyped-def]
 
     settings = context.settings
     pepper = settings.api.key_pepper.get_secret_value().encode() if settings.api.key_pepper else None
-    return KeyStore(settings.postgres.dsn(), pepper=pepper)
+    return KeyStore(settings.postgres, pepper=pepper)
 
 
 @keys.command()

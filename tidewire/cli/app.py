@@ -13,6 +13,11 @@ import click
 from tidewire.kafka_clients import CLIENT_LOGGER_NAME
 from tidewire.settings import Settings, load_settings
 
+# Loggers of libraries whose lines only repeat what a command's own one-line error says: librdkafka's
+# refused connections, urllib3's retries of Kafka Connect. --debug shows them; the long-running
+# services (API, workers) log them at their own level (log_as_a_service).
+_REPEATING_LOGGERS = (CLIENT_LOGGER_NAME, "urllib3")
+
 
 @dataclass
 class CliContext:
@@ -50,16 +55,16 @@ def cli(context: click.Context, config_file: Path | None, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # A command turns every Kafka failure into its own one-line error; librdkafka's lines about it
-    # would only repeat it. --debug shows them; the long-running services log them (log_as_a_service).
-    logging.getLogger(CLIENT_LOGGER_NAME).setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    for name in _REPEATING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.CRITICAL)
     context.obj = CliContext(config_file=config_file, debug=debug)
 
 
 def log_as_a_service(level: str) -> None:
-    """A long-running command (the API, a worker) logs at ``level``, librdkafka's lines included."""
+    """A long-running command (the API, a worker) logs at ``level``, its libraries' lines included."""
     logging.getLogger().setLevel(level)
-    logging.getLogger(CLIENT_LOGGER_NAME).setLevel(logging.NOTSET)
+    for name in _REPEATING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def print_json(document: Any) -> None:

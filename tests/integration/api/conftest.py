@@ -103,7 +103,7 @@ def api_url(api_factory: ApiFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def key_store(api_settings: Settings) -> KeyStore:
-    return KeyStore(api_settings.postgres.dsn(), pepper=None)
+    return KeyStore(api_settings.postgres, pepper=None)
 
 
 @pytest.fixture(scope="session")

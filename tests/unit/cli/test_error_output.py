@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,4 +66,26 @@ def test_kafka_out_of_reach_is_one_line_without_librdkafkas_own(
     assert main(["dlq", "list"]) == 4
     error = capfd.readouterr().err
     assert error.startswith("error: cannot reach Kafka at 127.0.0.1:1")
+    assert error.count("\n") == 1, error
+
+
+def test_kafka_connect_out_of_reach_is_one_line_without_the_retries_log(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a process of its own: pytest's log capture would take urllib3's warnings off stderr here.
+    monkeypatch.setenv("TIDEWIRE_CONNECT__PORT", "2")
+    command = "from tidewire.cli import main; raise SystemExit(main(['connector', 'status']))"
+    result = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 5
+    assert result.stderr.startswith("error: Kafka Connect at http://127.0.0.1:2 is unreachable")
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_postgres_out_of_reach_is_one_line_for_the_keys_commands(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TIDEWIRE_POSTGRES__PORT", "1")
+    assert main(["keys", "list"]) == 4
+    error = capfd.readouterr().err
+    assert error.startswith("error: cannot reach Postgres at 127.0.0.1:1 to manage API keys: ")
     assert error.count("\n") == 1, error
