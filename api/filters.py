@@ -8,6 +8,7 @@ JSON-path syntax or any unicode are plain data. Size and depth are bounded.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from api.errors import ValidationFailedError
@@ -23,7 +24,11 @@ def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
     if len(raw) > MAX_FILTER_CHARS:
         raise ValidationFailedError(f"query.filter: at most {MAX_FILTER_CHARS} characters")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite_number)
+    except _NotANumberError:
+        raise ValidationFailedError(
+            "query.filter: NaN, Infinity and numbers beyond ±1.8e308 are not allowed"
+        ) from None
     except (ValueError, RecursionError):
         raise ValidationFailedError('query.filter: must be a JSON object, e.g. {"lang":"en"}') from None
     if not isinstance(value, dict):
@@ -33,6 +38,21 @@ def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
     if "\x00" in raw or "\\u0000" in raw:
         raise ValidationFailedError("query.filter: NUL characters are not allowed")
     return value
+
+
+class _NotANumberError(ValueError):
+    """Python's json reads NaN and Infinity (and overflows 1e400 to infinity); jsonb stores neither."""
+
+
+def _not_a_number(constant: str) -> float:
+    raise _NotANumberError(constant)
+
+
+def _finite_number(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NotANumberError(text)
+    return number
 
 
 def _depth(value: Any) -> int:

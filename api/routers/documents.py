@@ -14,7 +14,8 @@ router = APIRouter(prefix="/v1", tags=["documents"])
 
 
 @router.get(
-    "/documents/{document_id}",
+    # A path parameter: document ids may hold "/" (sent as %2F, which the router sees decoded).
+    "/documents/{document_id:path}",
     response_model=DocumentPublic,
     responses={**ERROR_RESPONSES, 404: {"description": "No such indexed document for this tenant"}},
 )

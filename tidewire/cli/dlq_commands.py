@@ -26,7 +26,7 @@ def dlq() -> None:
 def list_command(
     context: CliContext, stage: str | None, source_topic: str | None, limit: int | None, as_json: bool
 ) -> None:
-    """List dead letters: id (partition:offset), origin, stage, reason."""
+    """List dead letters, oldest first: id (partition:offset), origin, stage, reason."""
     letters = _select(context, stage=stage, source_topic=source_topic)
     if limit is not None:
         letters = letters[-limit:]
@@ -122,12 +122,14 @@ def replay(context: CliContext, since: datetime | None, as_json: bool) -> None:
 def _select(context: CliContext, *, stage: str | None, source_topic: str | None) -> list:  # type: ignore[type-arg]
     from streams.dead_letter_store import read_dead_letters
 
-    return [
+    selected = [
         letter
         for letter in read_dead_letters(context.settings)
         if (stage is None or letter.letter.stage.value == stage)
         and (source_topic is None or letter.letter.topic == source_topic)
     ]
+    # The topic is read partition by partition; when they failed is what a reader means by "recent".
+    return sorted(selected, key=lambda stored: (stored.letter.failed_at, stored.partition, stored.offset))
 
 
 def _by_ids(context: CliContext, letter_ids: tuple[str, ...] | list[str]) -> list:  # type: ignore[type-arg]

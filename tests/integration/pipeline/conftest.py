@@ -368,7 +368,7 @@ def tail(settings: Settings) -> Iterator[Callable[[str], TopicTail]]:
 
 
 @pytest.fixture(scope="session")
-def producer(settings: Settings) -> Iterator[Any]:
+def producer(local_stack: LocalStack, settings: Settings) -> Iterator[Any]:
     from confluent_kafka import Producer
 
     # murmur2 like Kafka's Java clients (and Debezium): the same key lands on the same partition.

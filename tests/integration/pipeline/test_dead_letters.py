@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -20,6 +20,7 @@ from tests.integration.pipeline.conftest import (
     wait_until_indexed,
 )
 from tidewire.events import DeadLetter, FailureStage, IngestDocument, make_event_codec
+from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
 
 
@@ -162,7 +163,7 @@ def test_ingest_is_latest_wins_and_deletes(
     assert db.execute("SELECT 1 FROM public.documents WHERE id = %s", (document_id,)).fetchone() is None
 
 
-def test_dlq_list_shows_dead_letters(run_cli: Any, settings: Settings) -> None:
+def test_dlq_list_shows_dead_letters(local_stack: LocalStack, run_cli: Any, settings: Settings) -> None:
     result = run_cli("dlq", "list", "--json")
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
@@ -172,6 +173,41 @@ def test_dlq_list_shows_dead_letters(run_cli: Any, settings: Settings) -> None:
         shown = run_cli("dlq", "show", listed[0]["id"], "--json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["id"] == listed[0]["id"]
+
+
+def test_dlq_list_limit_keeps_the_most_recent_failures(
+    run_cli: Any, settings: Settings, producer: Any
+) -> None:
+    codec = make_event_codec(settings.kafka)
+    now = datetime.now(UTC)
+    partitions = settings.kafka.default_partitions
+    # The newest failure in the first partition read, an older one in the last: reading order is not age.
+    for partition, failed_at, reason in (
+        (0, now + timedelta(days=1), "the newest failure"),
+        (partitions - 1, now - timedelta(days=1), "an older failure"),
+    ):
+        letter = DeadLetter(
+            topic="itest-dlq-age",
+            partition=0,
+            offset=partition,
+            key=b"age",
+            value=b"x",
+            stage=FailureStage.VALIDATE,
+            error_code="itest",
+            reason=reason,
+            failed_at=failed_at,
+        )
+        value = codec.encode(letter, topic=settings.topics.dead_letter)
+        producer.produce(settings.topics.dead_letter, key=letter.key, value=value, partition=partition)
+    producer.flush(10)
+
+    result = run_cli("dlq", "list", "--limit", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    [latest] = json.loads(result.stdout)
+    assert latest["reason"] == "the newest failure"
+    listed = json.loads(run_cli("dlq", "list", "--json").stdout)
+    ages = [datetime.fromisoformat(entry["failed_at"]) for entry in listed]
+    assert ages == sorted(ages)
 
 
 def test_dlq_replay_produces_the_original_message_to_its_original_topic(
