@@ -6,14 +6,17 @@ on exactly like a direct write. The target table must have the columns of ``docu
 key, the tenant column, ``title``, ``body``, ``metadata`` (jsonb) and ``updated_at``.
 
 Latest wins on ``event_time``, stored as ``updated_at``: an upsert or delete older than the row is
-ignored. Invalid events go to the dead-letter topic; the batch is written in one transaction.
+ignored. A delete leaves no row to compare with, so it is also recorded in
+``tidewire_ingest_deletions`` (migration 0011), and an upsert older than its document's deletion is
+ignored too. Invalid events go to the dead-letter topic; the batch is written in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import faust
 from psycopg import sql
@@ -43,14 +46,27 @@ class IngestWrite:
     event: IngestDocument
 
 
+DEFAULT_SOURCE_TABLE = "public.documents"
+
+
 def resolve_pipeline(event: IngestDocument, pipelines: Sequence[PipelineSpec]) -> PipelineSpec:
-    """The pipeline the event names, or the first one; :class:`PoisonEventError` for an unknown name."""
+    """The pipeline the event names; with none named, the one of ``public.documents`` (or the only
+    pipeline there is). :class:`PoisonEventError` for an unknown name or no default."""
+    known = ", ".join(spec.name for spec in pipelines)
     if event.pipeline is None:
-        return pipelines[0]
+        for spec in pipelines:
+            if spec.source_table == DEFAULT_SOURCE_TABLE:
+                return spec
+        if len(pipelines) == 1:
+            return pipelines[0]
+        raise PoisonEventError(
+            f"the event names no pipeline and none reads {DEFAULT_SOURCE_TABLE}; set `pipeline` (known: {known})",
+            stage=FailureStage.VALIDATE,
+            code="ingest_unknown_pipeline",
+        )
     for spec in pipelines:
         if spec.name == event.pipeline:
             return spec
-    known = ", ".join(spec.name for spec in pipelines)
     raise PoisonEventError(
         f"pipeline {event.pipeline!r} does not exist (known: {known})",
         stage=FailureStage.VALIDATE,
@@ -67,6 +83,31 @@ def latest_per_document(writes: Sequence[IngestWrite]) -> list[IngestWrite]:
         if current is None or write.event.event_time >= current.event.event_time:
             latest[key] = write
     return list(latest.values())
+
+
+def newer_than_their_deletion(
+    upserts: Sequence[IngestDocument], deleted_at: Mapping[str, datetime]
+) -> list[IngestDocument]:
+    """The upserts not older than their document's last ingested delete (``deleted_at`` by document
+    id); on a tie the upsert, consumed later, wins."""
+    return [
+        event
+        for event in upserts
+        if event.document_id not in deleted_at or event.event_time >= deleted_at[event.document_id]
+    ]
+
+
+_DELETIONS_OF = (
+    "SELECT document_id, deleted_at FROM public.tidewire_ingest_deletions "
+    "WHERE pipeline = %s AND document_id = ANY (%s)"
+)
+
+# The latest delete of a document stays its bound; a replayed older one changes nothing.
+_REMEMBER_DELETION = """
+INSERT INTO public.tidewire_ingest_deletions AS d (pipeline, document_id, deleted_at) VALUES (%s, %s, %s)
+ON CONFLICT (pipeline, document_id) DO UPDATE SET deleted_at = excluded.deleted_at
+WHERE d.deleted_at < excluded.deleted_at
+"""
 
 
 def upsert_statement(spec: PipelineSpec) -> sql.Composed:
@@ -153,10 +194,18 @@ class IngestProcessor:
                 upserts = [event for event in mine if event.operation is IngestOperation.UPSERT]
                 deletes = [event for event in mine if event.operation is IngestOperation.DELETE]
                 if upserts:
+                    await cursor.execute(_DELETIONS_OF, (spec.name, [event.document_id for event in upserts]))
+                    deleted_at = {document_id: at for document_id, at in await cursor.fetchall()}
+                    upserts = newer_than_their_deletion(upserts, deleted_at)
+                if upserts:
                     await cursor.executemany(upsert_statement(spec), [_row(spec, event) for event in upserts])
                 if deletes:
                     await cursor.executemany(
                         delete_statement(spec), [(event.document_id, event.event_time) for event in deletes]
+                    )
+                    await cursor.executemany(
+                        _REMEMBER_DELETION,
+                        [(spec.name, event.document_id, event.event_time) for event in deletes],
                     )
 
 

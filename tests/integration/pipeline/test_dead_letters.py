@@ -19,7 +19,7 @@ from tests.integration.pipeline.conftest import (
     wait_for,
     wait_until_indexed,
 )
-from tidewire.events import DeadLetter, FailureStage, IngestDocument, make_event_codec
+from tidewire.events import DeadLetter, FailureStage, IngestDocument, IngestOperation, make_event_codec
 from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
 
@@ -148,7 +148,6 @@ def test_ingest_is_latest_wins_and_deletes(
         timeout_s=30,
         what="the newer body",
     )
-    from tidewire.events import IngestOperation
 
     delete = IngestDocument(
         document_id=document_id, event_time=datetime(2030, 1, 3, tzinfo=UTC), operation=IngestOperation.DELETE
@@ -161,6 +160,72 @@ def test_ingest_is_latest_wins_and_deletes(
         what="the ingested delete to reach the index",
     )
     assert db.execute("SELECT 1 FROM public.documents WHERE id = %s", (document_id,)).fetchone() is None
+
+
+def test_an_ingested_upsert_older_than_an_ingested_delete_stays_deleted(
+    worker_group: WorkerGroup,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    new_id: Callable[[str], str],
+    producer: Any,
+) -> None:
+    codec = make_event_codec(settings.kafka)
+    topic = settings.topics.ingest
+    document_id, sentinel_id = new_id("ingest-deleted"), new_id("ingest-sentinel")
+    partitions: list[int] = []
+
+    def send(event: IngestDocument, partition: int | None = None) -> None:
+        where = {} if partition is None else {"partition": partition}
+        producer.produce(
+            topic,
+            key=event.message_key(),
+            value=codec.encode(event, topic=topic),
+            on_delivery=lambda _error, message: partitions.append(message.partition()),
+            **where,
+        )
+        producer.flush(10)
+
+    def day(number: int) -> datetime:
+        return datetime(2030, 2, number, tzinfo=UTC)
+
+    def stored() -> bool:
+        return (
+            db.execute("SELECT 1 FROM public.documents WHERE id = %s", (document_id,)).fetchone() is not None
+        )
+
+    send(IngestDocument(document_id=document_id, event_time=day(1), body="first"))
+    wait_for(stored, timeout_s=60, what="the first upsert")
+    send(IngestDocument(document_id=document_id, event_time=day(3), operation=IngestOperation.DELETE))
+    wait_for(lambda: not stored(), timeout_s=60, what="the delete")
+    # Published before the delete, consumed after it, in a batch of its own.
+    send(IngestDocument(document_id=document_id, event_time=day(2), body="stale"))
+    # Behind the stale upsert on its partition: once the sentinel is written, the stale one was handled.
+    send(
+        IngestDocument(document_id=sentinel_id, event_time=day(2), body="sentinel"), partition=partitions[-1]
+    )
+    wait_for(
+        lambda: (
+            db.execute("SELECT 1 FROM public.documents WHERE id = %s", (sentinel_id,)).fetchone() is not None
+        ),
+        timeout_s=60,
+        what="the sentinel document",
+    )
+    assert not stored()
+    deleted_at = db.execute(
+        "SELECT deleted_at FROM public.tidewire_ingest_deletions WHERE pipeline = %s AND document_id = %s",
+        (settings.pipelines[0].name, document_id),
+    ).fetchone()
+    assert deleted_at == (day(3),)
+
+    send(IngestDocument(document_id=document_id, event_time=day(4), body="written again"))
+    wait_for(
+        lambda: (
+            db.execute("SELECT body FROM public.documents WHERE id = %s", (document_id,)).fetchone()
+            == ("written again",)
+        ),
+        timeout_s=60,
+        what="the newer upsert",
+    )
 
 
 def test_dlq_list_shows_dead_letters(local_stack: LocalStack, run_cli: Any, settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Migrations 0002, 0006, 0007, 0009 and 0010 in a scratch database: upgrade creates, downgrade removes
+"""Migrations 0002, 0006, 0007, 0009, 0010 and 0011 in a scratch database: upgrade creates, downgrade removes
 exactly what it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
@@ -215,3 +215,24 @@ def test_0010_confines_the_write_function_to_the_batch_tenants_and_downgrade_res
     assert "v_tenants" not in at_0009
     assert at_0010.count("c.tenant_id = ANY (v_tenants)") == 2
     assert "FOR UPDATE OF s" in at_0010.split("FOR v_round IN")[0]
+
+
+def _ingest_deletions_columns(postgres: PostgresSettings) -> list[tuple[str, str]]:
+    with psycopg.connect(postgres.dsn()) as connection:
+        rows = connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = 'tidewire_ingest_deletions' ORDER BY ordinal_position"
+        ).fetchall()
+    return [(str(name), str(kind)) for name, kind in rows]
+
+
+def test_0011_adds_the_ingest_deletions_table_and_downgrade_drops_it(
+    scratch_database: PostgresSettings,
+) -> None:
+    at_0010, at_0011 = _around(scratch_database, "0011", _ingest_deletions_columns)
+    assert at_0010 == []
+    assert at_0011 == [
+        ("pipeline", "text"),
+        ("document_id", "text"),
+        ("deleted_at", "timestamp with time zone"),
+    ]
