@@ -86,8 +86,11 @@ class ErrorPublic(BaseModel):
 
 
 class HealthPublic(BaseModel):
+    """``/healthz`` and ``/readyz``; a 503 also carries the usual ``error`` naming what is down."""
+
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+    error: ErrorDetail | None = None
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

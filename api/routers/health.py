@@ -9,23 +9,25 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import Services
-from api.schemas import HealthPublic
+from api.schemas import ErrorDetail, HealthPublic
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=HealthPublic)
+@router.get("/healthz", response_model=HealthPublic, response_model_exclude_none=True)
 async def healthz() -> HealthPublic:
     return HealthPublic(status="ok")
 
 
 @router.get("/readyz", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
 async def readyz(request: Request) -> JSONResponse:
-    """200 when Postgres answers and the notifications consumer is assigned; else 503 naming what is down."""
+    """200 when Postgres answers and the notifications consumer is assigned; else 503 naming what is
+    down, in ``checks`` and in the usual ``error`` (code ``not_ready``)."""
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None:
         return _health(503, {"api": "starting"})
-    checks = {"postgres": "ok", "kafka": "ok", "model": "ok"}
+    # The model is loaded before the app serves at all, so there is no "model" check to fail here.
+    checks = {"postgres": "ok", "kafka": "ok"}
     try:
         async with asyncio.timeout(2):
             async with services.database.pool.connection() as connection:
@@ -39,8 +41,13 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def _health(status_code: int, checks: dict[str, str]) -> JSONResponse:
-    body = HealthPublic(status="ok" if status_code == 200 else "unavailable", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=status_code)
+    if status_code == 200:
+        return JSONResponse(HealthPublic(status="ok", checks=checks).model_dump(exclude_none=True))
+    down = "; ".join(f"{name} {state}" for name, state in checks.items() if state != "ok")
+    body = HealthPublic(
+        status="unavailable", checks=checks, error=ErrorDetail(code="not_ready", message=f"not ready: {down}")
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status_code)
 
 
 @router.get("/metrics", response_class=Response)

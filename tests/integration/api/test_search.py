@@ -12,7 +12,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from api.app import create_app
+from models.embedder import Embedder
 from tests.integration.api.conftest import CORPUS, ApiFactory, Documents, Tenant
+from tests.unit.api.support import serve_in_thread
+from tidewire.settings import Settings
 
 
 def search(url: str, tenant: Tenant, **params: object) -> httpx.Response:
@@ -245,10 +249,28 @@ def test_readyz_and_metrics(
 ) -> None:
     ready = httpx.get(f"{api_url}/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"postgres": "ok", "kafka": "ok", "model": "ok"}
+    assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "kafka": "ok"}}
+    # A query of its own, so the counters below do not depend on which tests ran first.
+    assert search(api_url, corpus_tenants[0], q=f"metrics probe {time.monotonic_ns()}").status_code == 200
     metrics = httpx.get(f"{api_url}/metrics").text
     assert 'tidewire_api_requests_total{route="/v1/search"' in metrics
     assert 'tidewire_api_query_embedding_cache_total{result="miss"}' in metrics
+
+
+def test_readyz_is_503_naming_kafka_when_the_api_cannot_reach_it(
+    api_settings: Settings, embedder: Embedder
+) -> None:
+    nobody_listens = api_settings.kafka.model_copy(update={"bootstrap_servers": "127.0.0.1:1"})
+    app = create_app(api_settings.model_copy(update={"kafka": nobody_listens}), embedder=embedder)
+    with serve_in_thread(app) as url:
+        ready = httpx.get(f"{url}/readyz")
+    assert ready.status_code == 503, ready.text
+    body = ready.json()
+    assert body["status"] == "unavailable" and body["checks"]["postgres"] == "ok"
+    assert body["checks"]["kafka"].startswith("down")
+    assert body["error"]["code"] == "not_ready" and body["error"]["message"].startswith(
+        "not ready: kafka down"
+    )
 
 
 def test_a_small_tenant_gets_k_rows_even_when_the_index_scan_gives_up(
