@@ -17,24 +17,33 @@ def db() -> None:
 
 @db.command()
 @click.argument("revision", default="head")
+@json_option
 @pass_cli_context
-def upgrade(context: CliContext, revision: str) -> None:
+def upgrade(context: CliContext, revision: str, as_json: bool) -> None:
     """Migrate up to REVISION (default: the latest)."""
     from tidewire import database
 
     database.upgrade(context.settings.postgres, revision)
-    click.echo(f"database at {database.current_revision(context.settings.postgres)}")
+    _print_revision(database.current_revision(context.settings.postgres), as_json)
 
 
 @db.command()
 @click.argument("revision")
+@json_option
 @pass_cli_context
-def downgrade(context: CliContext, revision: str) -> None:
+def downgrade(context: CliContext, revision: str, as_json: bool) -> None:
     """Revert migrations down to REVISION (`base` reverts all)."""
     from tidewire import database
 
     database.downgrade(context.settings.postgres, revision)
-    click.echo(f"database at {database.current_revision(context.settings.postgres) or 'base'}")
+    _print_revision(database.current_revision(context.settings.postgres), as_json)
+
+
+def _print_revision(revision: str | None, as_json: bool) -> None:
+    if as_json:
+        print_json({"revision": revision})
+    else:
+        click.echo(f"database at {revision or 'base'}")
 
 
 @db.command()

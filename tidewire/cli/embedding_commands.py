@@ -53,8 +53,14 @@ def build_command(context: CliContext, force: bool, as_json: bool) -> None:
     default=None,
     help="Model variant (default: embedding.variant, i.e. fp16 on CUDA, int8 on CPU).",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Accepted like every command's: the output is always one JSON document.",
+)
 @pass_cli_context
-def embed_command(context: CliContext, variant: Variant | None) -> None:
+def embed_command(context: CliContext, variant: Variant | None, as_json: bool) -> None:
     """Embed a JSON array of strings read from stdin; print the vectors as JSON.
 
     Each string is one model input, truncated at the model's token limit (256), exactly as

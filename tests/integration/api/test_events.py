@@ -156,3 +156,35 @@ def test_garbage_last_event_id_is_a_clean_422(api_url: str, corpus_tenants: tupl
         )
         assert response.status_code == 422, (garbage, response.text)
         assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_a_deleted_row_comes_as_document_deleted(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    tenant = tenant_factory("ev-delete")
+    with reading(api_url, tenant) as reader:
+        document_id = write(documents, tenant, "doomed", "A verse about to be removed.")
+        assert reader.next_for(document_id).event == "document.indexed"
+        documents.query("DELETE FROM public.documents WHERE id = %s RETURNING id", (document_id,))
+        event = reader.next_for(document_id)
+        assert event.event == "document.deleted" and event.id
+        assert payload(event)["chunks"] == 0
+
+
+def test_an_idle_stream_gets_heartbeat_comments(
+    api_url: str, tenant_factory: Callable[[str], Tenant]
+) -> None:
+    tenant = tenant_factory("ev-idle")
+    comments: list[str] = []
+    # The suite's API pings every second (api.sse_ping_s); a read that waits 10 s for a line fails loudly.
+    with (
+        httpx.Client(timeout=httpx.Timeout(10)) as client,
+        client.stream("GET", f"{api_url}/v1/events", headers=tenant.headers) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith(":"):
+                comments.append(line)
+            if len(comments) == 2:
+                break
+    assert len(comments) == 2

@@ -139,3 +139,30 @@ def test_lag_of_the_streams_group_lists_the_pipeline_topics(
     topics = {partition["topic"] for partition in document["partitions"]}
     assert settings.topics.cdc_topic("public", "documents") in topics
     assert all(partition["lag"] >= 0 for partition in document["partitions"])
+
+
+def _connector_state(run_cli: CliRunner) -> str:
+    result = run_cli("connector", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["state"])
+
+
+def _wait_for_state(run_cli: CliRunner, wanted: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (state := _connector_state(run_cli)) != wanted:
+        assert time.monotonic() < deadline, f"the connector stayed {state}, not {wanted}"
+        time.sleep(0.5)
+
+
+def test_connector_pause_and_resume_from_the_cli(local_stack: LocalStack, run_cli: CliRunner) -> None:
+    _wait_for_state(run_cli, "RUNNING")
+    try:
+        paused = run_cli("connector", "pause", "--json")
+        assert paused.returncode == 0, paused.stderr
+        assert json.loads(paused.stdout)["requested"] == "pause"
+        _wait_for_state(run_cli, "PAUSED")
+    finally:
+        resumed = run_cli("connector", "resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["requested"] == "resume"
+    _wait_for_state(run_cli, "RUNNING")

@@ -93,11 +93,13 @@ def test_up_starts_every_service(isolated: dict[str, str], run_cli: CliRunner) -
 
 
 def test_migrations_are_reversible(isolated: dict[str, str], run_cli: CliRunner) -> None:
-    assert run_cli("db", "downgrade", "base", env=isolated).returncode == 0
+    assert json.loads(run_cli("db", "downgrade", "base", "--json", env=isolated).stdout) == {"revision": None}
     assert json.loads(run_cli("db", "current", "--json", env=isolated).stdout)["revision"] is None
-    assert run_cli("db", "upgrade", env=isolated).returncode == 0
+    upgraded = run_cli("db", "upgrade", env=isolated)
     head = ScriptDirectory.from_config(alembic_config(load_settings().postgres)).get_current_head()
+    assert upgraded.returncode == 0 and upgraded.stdout.strip() == f"database at {head}"
     assert json.loads(run_cli("db", "current", "--json", env=isolated).stdout)["revision"] == head
+    assert json.loads(run_cli("db", "upgrade", "--json", env=isolated).stdout) == {"revision": head}
 
 
 def test_up_recovers_from_a_crashed_run(isolated: dict[str, str], run_cli: CliRunner) -> None:

@@ -32,7 +32,7 @@ def _run(monkeypatch: pytest.MonkeyPatch, stdin: str, *args: str) -> int:
 def test_embed_prints_model_variant_dim_and_vectors(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], reference: Reference
 ) -> None:
-    assert _run(monkeypatch, json.dumps(reference.texts[:3]), "embed", "--variant", "fp32") == 0
+    assert _run(monkeypatch, json.dumps(reference.texts[:3]), "embed", "--variant", "fp32", "--json") == 0
     document = json.loads(capsys.readouterr().out)
     assert document["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert (document["variant"], document["dim"]) == ("fp32", 384)
