@@ -256,3 +256,27 @@ def test_ten_thousand_rows_in_one_transaction(
         by_id[document_id] == f"Row {index}\n\nBody of row number {index}."
         for index, document_id in enumerate(ids)
     )
+
+
+def test_freshness_is_observed_for_each_indexed_document(
+    worker_group: WorkerGroup, db: psycopg.Connection[Any], chunker: TextChunker, new_id: Callable[[str], str]
+) -> None:
+    def total(sample: str) -> float:
+        return sum(worker.metric(sample, pipeline=worker_group.pipeline) for worker in worker_group.workers)
+
+    count_before, seconds_before = (
+        total("tidewire_freshness_seconds_count"),
+        total("tidewire_freshness_seconds_sum"),
+    )
+    document_id = new_id("freshness")
+    insert(db, document_id, "Fresh", "Measured from the source commit to the vectors' commit.")
+    wait_until_indexed(db, chunker, worker_group.pipeline, [document_id])
+    wait_for(
+        lambda: total("tidewire_freshness_seconds_count") > count_before,
+        timeout_s=30,
+        what="a freshness sample",
+    )
+    observed = total("tidewire_freshness_seconds_count") - count_before
+    seconds = total("tidewire_freshness_seconds_sum") - seconds_before
+    # From a commit a moment ago: positive, and well under the minutes a stalled pipeline would show.
+    assert 0 < seconds / observed < 120
