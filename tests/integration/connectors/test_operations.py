@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from connectors.debezium_config import HEARTBEAT_INTERVAL_MS, connector_spec
 from tests.integration.conftest import CliRunner
 from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
@@ -166,3 +167,26 @@ def test_connector_pause_and_resume_from_the_cli(local_stack: LocalStack, run_cl
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["requested"] == "resume"
     _wait_for_state(run_cli, "RUNNING")
+
+
+def test_heartbeats_move_the_slot_on_while_the_source_tables_are_idle(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    slot = connector_spec(settings.pipelines).slot_name
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        started = connection.execute("SELECT pg_current_wal_lsn(), now()").fetchone()
+        assert started is not None
+        wal_then, time_then = started
+        deadline = time.monotonic() + 3 * HEARTBEAT_INTERVAL_MS / 1000
+        while True:
+            row = connection.execute(
+                "SELECT (SELECT beat_at FROM tidewire_heartbeat WHERE id = 1), "
+                "(SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s)",
+                (str(wal_then), slot),
+            ).fetchone()
+            assert row is not None
+            beat_at, slot_moved_on = row
+            if beat_at is not None and beat_at > time_then and slot_moved_on:
+                break
+            assert time.monotonic() < deadline, f"no heartbeat moved slot {slot} on (last beat {beat_at})"
+            time.sleep(1)
