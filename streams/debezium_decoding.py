@@ -70,6 +70,20 @@ def decode_change(message: RawMessage, spec: PipelineSpec) -> ChangeEvent | None
     Raises :class:`PoisonEventError` (stage DECODE or VALIDATE) for a message that is not a
     Debezium change event of this table.
     """
+    try:
+        return _decode_change(message, spec)
+    except (ValueError, OverflowError, RecursionError) as error:
+        # What the checks below did not foresee in a malformed message (a nesting too deep for the
+        # JSON parser, a number out of every range): a dead letter too, never a stopped worker.
+        # PoisonEventError is no ValueError, so the checks' own reasons pass through untouched.
+        raise PoisonEventError(
+            f"cannot decode the change: {type(error).__name__}: {error}",
+            stage=FailureStage.DECODE,
+            code="cdc_undecodable",
+        ) from None
+
+
+def _decode_change(message: RawMessage, spec: PipelineSpec) -> ChangeEvent | None:
     if message.value is None:
         return None
     envelope = _json_object(message.value, "value")
@@ -141,10 +155,10 @@ def _position(envelope: dict[str, Any]) -> SourcePosition:
         lsn = _sequence_lsn(source.get("sequence"))
     ts_ms = source.get("ts_ms")
     # bool is an int subclass; a true/false lsn is garbage, not position 1/0.
-    if not isinstance(lsn, int) or isinstance(lsn, bool) or lsn < 0:
-        raise _invalid(f"source.lsn must be a non-negative integer, got {lsn!r}")
-    if not isinstance(ts_ms, int) or isinstance(ts_ms, bool):
-        raise _invalid(f"source.ts_ms must be an integer, got {ts_ms!r}")
+    if not isinstance(lsn, int) or isinstance(lsn, bool) or not 0 <= lsn <= _MAX_LSN:
+        raise _invalid(f"source.lsn must be an integer from 0 to 2^63-1, got {lsn!r}")
+    if not isinstance(ts_ms, int) or isinstance(ts_ms, bool) or not 0 <= ts_ms <= _MAX_TS_MS:
+        raise _invalid(f"source.ts_ms must be milliseconds since 1970 up to the year 9999, got {ts_ms!r}")
     return SourcePosition(lsn=lsn, committed_at=datetime.fromtimestamp(ts_ms / 1000, tz=UTC))
 
 
@@ -172,6 +186,11 @@ def _document_id(row: dict[str, Any], message: RawMessage, spec: PipelineSpec) -
     if not document_id.strip():
         raise _invalid(f"primary key {spec.primary_key!r} is empty")
     return document_id
+
+
+# Positions are stored as bigint; commit times must fit a datetime (year 9999).
+_MAX_LSN = 2**63 - 1
+_MAX_TS_MS = 253_402_300_799_999
 
 
 def _invalid(reason: str) -> PoisonEventError:

@@ -76,7 +76,33 @@ def metadata_of(spec: PipelineSpec, row: dict[str, Any]) -> dict[str, Any]:
         elif value is not None:
             metadata[column] = value
     # A row re-read from Postgres may hold dates or decimals; the stored metadata is plain JSON.
-    return json.loads(json.dumps(metadata, default=str))
+    try:
+        encoded = json.dumps(metadata, default=str, allow_nan=False)
+    except ValueError:
+        raise _invalid_metadata("NaN or Infinity") from None
+    plain: dict[str, Any] = json.loads(encoded)
+    # jsonb refuses what Python's json takes here: NaN and Infinity (above), and NUL in a string.
+    if _holds_nul(plain):
+        raise _invalid_metadata("a NUL character (\\u0000)")
+    return plain
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def _invalid_metadata(what: str) -> PoisonEventError:
+    return PoisonEventError(
+        f"the metadata holds {what}, which Postgres's jsonb cannot store",
+        stage=FailureStage.VALIDATE,
+        code="cdc_invalid_metadata",
+    )
 
 
 def carries_placeholder(spec: PipelineSpec, row: dict[str, Any]) -> bool:

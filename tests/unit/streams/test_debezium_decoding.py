@@ -118,6 +118,10 @@ def test_undecodable_values_are_poison_at_decode(raw: bytes, stage: FailureStage
         ({"after": row(id="  "), "source": SOURCE, "op": "c"}, "is empty"),
         ({"after": row(id={"a": 1}), "source": SOURCE, "op": "c"}, "no usable primary key"),
         ({"before": None, "source": SOURCE, "op": "d"}, "no usable primary key"),
+        ({"after": row(), "source": {"lsn": 2**63, "ts_ms": 1}, "op": "c"}, "source.lsn"),
+        ({"after": row(), "source": {"lsn": -1, "ts_ms": 1}, "op": "c"}, "source.lsn"),
+        ({"after": row(), "source": {"lsn": 1, "ts_ms": 10**18}, "op": "c"}, "source.ts_ms"),
+        ({"after": row(), "source": {"lsn": 1, "ts_ms": -5}, "op": "c"}, "source.ts_ms"),
     ],
 )
 def test_invalid_change_events_are_poison_at_validate(value: dict[str, Any], reason: str) -> None:
@@ -125,3 +129,18 @@ def test_invalid_change_events_are_poison_at_validate(value: dict[str, Any], rea
         decode_change(message(value), SPEC)
     assert caught.value.stage is FailureStage.VALIDATE
     assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Deeper than the JSON parser's recursion limit.
+        b'{"op": "c", "after": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        # A snapshot read's sequence with a digit int() cannot read.
+        json.dumps({"op": "r", "after": row(), "source": {"sequence": '["\u00b2"]', "ts_ms": 1}}).encode(),
+    ],
+)
+def test_what_the_checks_do_not_foresee_is_poison_too_never_an_uncaught_error(raw: bytes) -> None:
+    with pytest.raises(PoisonEventError) as caught:
+        decode_change(message(None, raw=raw), SPEC)
+    assert caught.value.stage in (FailureStage.DECODE, FailureStage.VALIDATE)

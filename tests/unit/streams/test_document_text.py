@@ -68,3 +68,23 @@ def test_placeholder_is_detected_in_any_column_the_index_reads() -> None:
     assert not carries_placeholder(
         SPEC, {"title": "t", "body": "b", "updated_at": UNAVAILABLE_VALUE_PLACEHOLDER}
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        ('{"score": NaN}', "NaN or Infinity"),
+        ('{"score": -Infinity}', "NaN or Infinity"),
+        ('{"note": "a\\u0000b"}', "NUL"),
+        ({"tags": ["ok", "x\x00"]}, "NUL"),
+        ({"x\x00": 1}, "NUL"),
+    ],
+)
+def test_metadata_jsonb_cannot_store_is_poison(value: object, what: str) -> None:
+    with pytest.raises(PoisonEventError) as caught:
+        metadata_of(SPEC, {"metadata": value})
+    assert what in caught.value.reason and caught.value.code == "cdc_invalid_metadata"
+
+
+def test_a_literal_backslash_u0000_is_just_text() -> None:
+    assert metadata_of(SPEC, {"metadata": {"path": "C:\\u0000"}}) == {"path": "C:\\u0000"}
