@@ -9,6 +9,9 @@ Latest wins on ``event_time``, stored as ``updated_at``: an upsert or delete old
 ignored. A delete leaves no row to compare with, so it is also recorded in
 ``tidewire_ingest_deletions`` (migration 0011), and an upsert older than its document's deletion is
 ignored too. Invalid events go to the dead-letter topic; the batch is written in one transaction.
+When the table refuses a value (a key of another type, a CHECK, a NOT NULL column the event leaves
+empty, a text too long for its column), the batch is written again one event at a time, and each
+refused event is dead-lettered with the database's reason while the others are written.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import faust
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -40,10 +45,11 @@ AGENT = "ingest"
 
 @dataclass(frozen=True)
 class IngestWrite:
-    """A validated IngestDocument and the pipeline whose table receives it."""
+    """A validated IngestDocument, the pipeline whose table receives it, and the message it came in."""
 
     spec: PipelineSpec
     event: IngestDocument
+    message: RawMessage | None = None
 
 
 DEFAULT_SOURCE_TABLE = "public.documents"
@@ -166,14 +172,17 @@ class IngestProcessor:
         for message in messages:
             try:
                 event = self._codec.decode(message.value, IngestDocument, topic=self._topic)
-                writes.append(IngestWrite(resolve_pipeline(event, self._pipelines), event))
+                writes.append(IngestWrite(resolve_pipeline(event, self._pipelines), event, message))
             except PoisonEventError as error:
                 rejections.append(Rejection(message=message, error=error, stage=error.stage))
             except InvalidEventError as error:
                 stage = FailureStage.VALIDATE if hasattr(error, "field") else FailureStage.DECODE
                 rejections.append(Rejection(message=message, error=error, stage=stage))
         latest = latest_per_document(writes)
-        await retrying(lambda: self._write(latest), self._retry, what=f"ingesting {len(latest)} documents")
+        refused = await retrying(
+            lambda: self._write(latest), self._retry, what=f"ingesting {len(latest)} documents"
+        )
+        rejections.extend(refused)
         await retrying(
             lambda: self._dead_letters.send(rejections), self._retry, what="dead-lettering ingest events"
         )
@@ -181,32 +190,70 @@ class IngestProcessor:
         self._metrics.events.labels(agent=AGENT, outcome="processed").inc(len(messages) - len(rejections))
         self._metrics.events.labels(agent=AGENT, outcome="dead_lettered").inc(len(rejections))
 
-    async def _write(self, writes: Sequence[IngestWrite]) -> None:
+    async def _write(self, writes: Sequence[IngestWrite]) -> list[Rejection]:
+        """Write ``writes`` in one transaction; the rejections of the events the table refused."""
         if not writes:
-            return
-        async with (
-            self._pool.connection() as connection,
-            connection.transaction(),
-            connection.cursor() as cursor,
-        ):
-            for spec in {write.spec.name: write.spec for write in writes}.values():
-                mine = [write.event for write in writes if write.spec.name == spec.name]
-                upserts = [event for event in mine if event.operation is IngestOperation.UPSERT]
-                deletes = [event for event in mine if event.operation is IngestOperation.DELETE]
-                if upserts:
-                    await cursor.execute(_DELETIONS_OF, (spec.name, [event.document_id for event in upserts]))
-                    deleted_at = {document_id: at for document_id, at in await cursor.fetchall()}
-                    upserts = newer_than_their_deletion(upserts, deleted_at)
-                if upserts:
-                    await cursor.executemany(upsert_statement(spec), [_row(spec, event) for event in upserts])
-                if deletes:
-                    await cursor.executemany(
-                        delete_statement(spec), [(event.document_id, event.event_time) for event in deletes]
-                    )
-                    await cursor.executemany(
-                        _REMEMBER_DELETION,
-                        [(spec.name, event.document_id, event.event_time) for event in deletes],
-                    )
+            return []
+        try:
+            async with self._pool.connection() as connection, connection.transaction():
+                await _write_events(connection, writes)
+            return []
+        except REFUSED_VALUE_ERRORS as error:
+            logger.warning(
+                "the table refused a value of the %d ingested documents (%s); writing them one at a time",
+                len(writes), _first_line(error),
+            )  # fmt: skip
+        refused: list[Rejection] = []
+        async with self._pool.connection() as connection, connection.transaction():
+            for write in writes:
+                try:
+                    async with connection.transaction():  # a savepoint: a refusal undoes this event only
+                        await _write_events(connection, [write])
+                except REFUSED_VALUE_ERRORS as error:
+                    refused.append(_refusal(write, error))
+        return refused
+
+
+# The database refusing a value of the event (not the database being unavailable): no retry helps.
+REFUSED_VALUE_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+
+
+async def _write_events(connection: psycopg.AsyncConnection[Any], writes: Sequence[IngestWrite]) -> None:
+    async with connection.cursor() as cursor:
+        for spec in {write.spec.name: write.spec for write in writes}.values():
+            mine = [write.event for write in writes if write.spec.name == spec.name]
+            upserts = [event for event in mine if event.operation is IngestOperation.UPSERT]
+            deletes = [event for event in mine if event.operation is IngestOperation.DELETE]
+            if upserts:
+                await cursor.execute(_DELETIONS_OF, (spec.name, [event.document_id for event in upserts]))
+                deleted_at = {document_id: at for document_id, at in await cursor.fetchall()}
+                upserts = newer_than_their_deletion(upserts, deleted_at)
+            if upserts:
+                await cursor.executemany(upsert_statement(spec), [_row(spec, event) for event in upserts])
+            if deletes:
+                await cursor.executemany(
+                    delete_statement(spec), [(event.document_id, event.event_time) for event in deletes]
+                )
+                await cursor.executemany(
+                    _REMEMBER_DELETION,
+                    [(spec.name, event.document_id, event.event_time) for event in deletes],
+                )
+
+
+def _refusal(write: IngestWrite, error: psycopg.Error) -> Rejection:
+    if write.message is None:  # only a write built without its message (a unit test) has none
+        raise AssertionError("an ingest write to dead-letter carries its message")
+    poison = PoisonEventError(
+        f"{write.spec.source_table} refused the document: {_first_line(error)}",
+        stage=FailureStage.WRITE,
+        code="ingest_refused_by_database",
+    )
+    return Rejection(message=write.message, error=poison, stage=FailureStage.WRITE, pipeline=write.spec.name)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _row(spec: PipelineSpec, event: IngestDocument) -> tuple[object, ...]:

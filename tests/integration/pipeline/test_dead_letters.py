@@ -123,6 +123,56 @@ def test_invalid_ingest_documents_are_dead_lettered_and_valid_ones_are_written(
     assert by_key[good_id.encode()].stage is FailureStage.DECODE
 
 
+def test_an_ingested_document_the_table_refuses_is_dead_lettered_and_the_rest_written(
+    worker_group: WorkerGroup,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    chunker: TextChunker,
+    new_id: Callable[[str], str],
+    producer: Any,
+    tail: Callable[[str], TopicTail],
+) -> None:
+    codec = make_event_codec(settings.kafka)
+    topic = settings.topics.ingest
+    dlq = tail(settings.topics.dead_letter)
+    refused = IngestDocument(
+        document_id=new_id("ingest-refused"),
+        event_time=datetime.now(UTC),
+        title="refused by a check",
+        body="x",
+    )
+    accepted = IngestDocument(
+        document_id=new_id("ingest-accepted"),
+        event_time=datetime.now(UTC),
+        title="Accepted",
+        body="beside it",
+    )
+    # A constraint of the user's own on the source table, which no IngestDocument check knows about.
+    db.execute(
+        "ALTER TABLE public.documents ADD CONSTRAINT itest_refused_title "
+        "CHECK (title IS DISTINCT FROM 'refused by a check') NOT VALID"
+    )
+    try:
+        for event in (refused, accepted):
+            producer.produce(topic, key=event.message_key(), value=codec.encode(event, topic=topic))
+        producer.flush(10)
+        wait_until_indexed(db, chunker, worker_group.pipeline, [accepted.document_id])
+
+        def mine(letter: DeadLetter) -> bool:
+            return letter.topic == topic and letter.key == refused.message_key()
+
+        dlq.collect(lambda _m: bool(dead_letters_for(settings, dlq, mine)), timeout_s=60, what="the refusal")
+    finally:
+        db.execute("ALTER TABLE public.documents DROP CONSTRAINT IF EXISTS itest_refused_title")
+    letter = dead_letters_for(settings, dlq, mine)[0]
+    assert (letter.stage, letter.error_code) == (FailureStage.WRITE, "ingest_refused_by_database")
+    assert "itest_refused_title" in letter.reason
+    assert (
+        db.execute("SELECT 1 FROM public.documents WHERE id = %s", (refused.document_id,)).fetchone() is None
+    )
+    assert all(worker.popen.poll() is None for worker in worker_group.workers)
+
+
 def test_ingest_is_latest_wins_and_deletes(
     worker_group: WorkerGroup,
     settings: Settings,
