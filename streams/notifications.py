@@ -14,7 +14,8 @@ from tidewire.vector_store import WriteOutcome
 def notifications_for(
     outcomes: Sequence[WriteOutcome], pipelines: dict[str, PipelineSpec], model_id: str
 ) -> list[Notification]:
-    """One ``document.indexed`` or ``document.deleted`` per write that changed the index.
+    """One ``document.indexed`` or ``document.deleted`` per write that changed the index, and a
+    ``document.deleted`` to the tenant a document left when a write moved it to another.
 
     Writes that latest-wins skipped (``applied`` False) changed nothing and notify nobody; nor does
     the delete of a document whose tenant is unknown (it was never indexed).
@@ -23,6 +24,21 @@ def notifications_for(
     for outcome in outcomes:
         if not outcome.applied:
             continue
+        if outcome.left_tenant is not None:
+            # The old tenant's clients and cached answers must learn the document is no longer theirs.
+            notifications.append(
+                Notification.for_change(
+                    event_type=NotificationType.DELETED,
+                    tenant_id=outcome.left_tenant,
+                    document_id=outcome.document_id,
+                    pipeline=outcome.pipeline,
+                    chunks=0,
+                    model=model_id,
+                    source_committed_at=outcome.position.committed_at,
+                    indexed_at=outcome.indexed_at,
+                    source_lsn=outcome.position.lsn,
+                )
+            )
         spec = pipelines[outcome.pipeline]
         tenant = outcome.tenant_id or (spec.default_tenant if spec.tenant_column is None else None)
         if tenant is None:

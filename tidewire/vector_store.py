@@ -2,7 +2,7 @@
 
 The streams side hands :meth:`VectorStore.write_batch` a whole micro-batch of upserts and deletes;
 it is applied in one transaction and one database round trip (a single call of the
-``tidewire_write_batch`` function of migrations 0002, 0006, 0007 and 0010, in autocommit mode, with every vector
+``tidewire_write_batch`` function of migrations 0002, 0006, 0007, 0010 and 0012, in autocommit mode, with every vector
 sent in binary). Ordering is latest-wins on the Debezium source LSN of each document: a write applies
 only if its LSN is at least the stored one and not below its pipeline's last TRUNCATE, and a delete
 leaves a tombstone behind so that an older, replayed upsert cannot bring the document back.
@@ -106,12 +106,22 @@ class WriteOutcome:
     chunk_count: int  # chunks the document has after the write
     position: SourcePosition
     indexed_at: datetime  # database clock when the batch's write ran (it commits within the same call)
+    # The tenant the applied write took the live document from (None: same tenant, new, or deleted).
+    previous_tenant_id: str | None = None
+
+    @property
+    def left_tenant(self) -> str | None:
+        """The tenant the document left with this write, if it changed tenant."""
+        if self.previous_tenant_id is None or self.previous_tenant_id == self.tenant_id:
+            return None
+        return self.previous_tenant_id
 
 
 Write = DocumentUpsert | DocumentDelete
 
 _WRITE_BATCH_SQL = (
-    "SELECT write_ordinal, write_applied, doc_deleted, doc_chunk_count, doc_tenant_id, doc_indexed_at "
+    "SELECT write_ordinal, write_applied, doc_deleted, doc_chunk_count, doc_tenant_id, doc_indexed_at, "
+    "doc_previous_tenant_id "
     "FROM public.tidewire_write_batch("
     "%b::integer[], %b::text[], %b::text[], %b::text[], %b::boolean[], %b::bigint[], %b::timestamptz[], "
     "%b::text[], %b::jsonb[], %b::text[], %b::integer[], %b::integer[], %b::integer[], %b::text[], %b::vector[])"
@@ -262,7 +272,7 @@ class VectorStore:
         results = {row[0]: row for row in rows}
         outcomes = []
         for ordinal, write in enumerate(writes, start=1):
-            _, applied, deleted, chunk_count, tenant_id, indexed_at = results[ordinal]
+            _, applied, deleted, chunk_count, tenant_id, indexed_at, previous_tenant_id = results[ordinal]
             outcomes.append(
                 WriteOutcome(
                     pipeline=write.pipeline,
@@ -273,6 +283,7 @@ class VectorStore:
                     chunk_count=chunk_count,
                     position=write.position,
                     indexed_at=indexed_at,
+                    previous_tenant_id=previous_tenant_id,
                 )
             )
         return outcomes

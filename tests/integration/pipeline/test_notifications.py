@@ -66,6 +66,48 @@ def test_every_indexed_and_deleted_document_is_notified(
     wait_until_indexed(db, chunker, worker_group.pipeline, ids[:1], present=False)
 
 
+def test_a_document_moved_to_another_tenant_is_deleted_for_the_tenant_it_left(
+    worker_group: WorkerGroup,
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    new_id: Callable[[str], str],
+    tail: Callable[[str], TopicTail],
+) -> None:
+    notifications = tail(settings.topics.notifications)
+    codec = make_event_codec(settings.kafka)
+    document_id = new_id("moves")
+
+    def mine(messages: list[Any]) -> list[tuple[str, str]]:
+        decoded = [codec.decode(m.value(), Notification, topic=notifications.topic) for m in messages]
+        return [
+            (n.event_type.event_name, n.tenant_id)
+            for n in decoded
+            if n.pipeline == worker_group.pipeline and n.document_id == document_id
+        ]
+
+    db.execute(
+        "INSERT INTO public.documents (id, tenant_id, title, body) VALUES (%s, 'old-owner', 'M', 'moving')",
+        (document_id,),
+    )
+    notifications.collect(
+        lambda messages: ("document.indexed", "old-owner") in mine(messages),
+        timeout_s=90,
+        what="the first owner's",
+    )
+    db.execute("UPDATE public.documents SET tenant_id = 'new-owner' WHERE id = %s", (document_id,))
+    notifications.collect(
+        lambda messages: ("document.indexed", "new-owner") in mine(messages),
+        timeout_s=90,
+        what="the new owner's",
+    )
+    # Delivery is at least once: a redelivered batch may repeat a notification, never reorder them.
+    assert list(dict.fromkeys(mine(notifications.messages))) == [
+        ("document.indexed", "old-owner"),
+        ("document.deleted", "old-owner"),
+        ("document.indexed", "new-owner"),
+    ]
+
+
 @dataclass
 class Receiver:
     """A webhook receiver that refuses the first ``failures`` attempts of each delivery."""

@@ -1,4 +1,4 @@
-"""Migrations 0002, 0006, 0007, 0009, 0010 and 0011 in a scratch database: upgrade creates, downgrade removes
+"""Migrations 0002, 0006, 0007, 0009, 0010, 0011 and 0012 in a scratch database: upgrade creates, downgrade removes
 exactly what it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
@@ -236,3 +236,12 @@ def test_0011_adds_the_ingest_deletions_table_and_downgrade_drops_it(
         ("document_id", "text"),
         ("deleted_at", "timestamp with time zone"),
     ]
+
+
+def test_0012_reports_the_previous_tenant_and_downgrade_restores_0010s(
+    scratch_database: PostgresSettings,
+) -> None:
+    at_0011, at_0012 = _around(scratch_database, "0012", _write_function_definition)
+    assert "doc_previous_tenant_id" not in at_0011
+    assert "doc_previous_tenant_id text" in at_0012 and "prev.tenant_id AS prev_tenant" in at_0012
+    assert at_0012.count("c.tenant_id = ANY (v_tenants)") == 2  # 0010's changes stay

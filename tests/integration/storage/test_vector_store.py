@@ -609,6 +609,44 @@ def test_new_text_under_a_new_tenant_leaves_nothing_under_the_old_one(
     assert _partition_of(settings, pipeline_name, "doc-1") == {(tenant_partition("tenant-b"), "tenant-b")}
 
 
+def test_each_write_reports_the_tenant_the_live_document_had_before_it(
+    run_with_store: StoreRunner[Any], pipeline_name: str
+) -> None:
+    """Migration 0012: the tenant a write moved a live document from, read after the batch's earlier
+    writes of it; none for a new document, one that was deleted, or a skipped write."""
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        first = await store.write_batch(
+            [
+                upsert(pipeline_name, "doc-1", 1, ["a"], tenant="tenant-a"),
+                upsert(pipeline_name, "doc-1", 2, ["a"], tenant="tenant-b"),
+                upsert(pipeline_name, "doc-1", 3, ["b"], tenant="tenant-c", seed=3),
+            ]
+        )
+        later = await store.write_batch(
+            [
+                upsert(pipeline_name, "doc-1", 2, ["old"], tenant="tenant-a"),  # older: skipped
+                upsert(pipeline_name, "doc-1", 4, ["b"], tenant="tenant-c", seed=3),
+                delete(pipeline_name, "doc-1", 5),
+            ]
+        )
+        revived = await store.write_batch(
+            [upsert(pipeline_name, "doc-1", 6, ["c"], tenant="tenant-d", seed=6)]
+        )
+        return first + later + revived
+
+    outcomes = run_with_store(body)
+    assert [(o.position.lsn, o.applied, o.previous_tenant_id, o.left_tenant) for o in outcomes] == [
+        (1, True, None, None),
+        (2, True, "tenant-a", "tenant-a"),
+        (3, True, "tenant-b", "tenant-b"),
+        (2, False, None, None),
+        (4, True, "tenant-c", None),
+        (5, True, "tenant-c", None),
+        (6, True, None, None),
+    ]
+
+
 def test_a_write_batch_leaves_other_tenants_partitions_alone(
     run_with_store: StoreRunner[Any], settings: Settings, pipeline_name: str
 ) -> None:
