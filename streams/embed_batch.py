@@ -273,29 +273,13 @@ class EmbedBatchProcessor:
         attempt_rejections: list[Rejection] = []
         writes: list[DocumentUpsert | DocumentDelete] = []
         for document in prepared.documents:
-            chunks = None
-            if document.chunk_texts is not None:  # an empty text has no chunks and no embeddings
-                chunks = [
-                    ChunkVector(chunk_index=index, text=text, embedding=document.embeddings[index])  # type: ignore[index]
-                    for index, text in enumerate(document.chunk_texts)
-                ]
-            change = document.change
-            writes.append(
-                DocumentUpsert(
-                    pipeline=change.pipeline,
-                    tenant_id=document.tenant_id,
-                    document_id=change.document_id,
-                    position=change.position,
-                    text_hash=document.text_hash,
-                    metadata=document.metadata,
-                    chunks=chunks,
-                    model=self._engine.model_id,
-                )
-            )
-            if chunks is None:
-                unchanged[change.pipeline] = unchanged.get(change.pipeline, 0) + 1
+            upsert = self._upsert_of(document)
+            writes.append(upsert)
+            pipeline = document.change.pipeline
+            if upsert.chunks is None:
+                unchanged[pipeline] = unchanged.get(pipeline, 0) + 1
             else:
-                embedded[change.pipeline] = embedded.get(change.pipeline, 0) + len(chunks)
+                embedded[pipeline] = embedded.get(pipeline, 0) + len(upsert.chunks)
         writes.extend(
             DocumentDelete(
                 pipeline=delete.pipeline,
@@ -310,6 +294,7 @@ class EmbedBatchProcessor:
             delete.ref for delete in prepared.plan.deletes
         ]
         outcomes = await self._write_isolating(writes, refs, prepared.messages_by_ref, attempt_rejections)
+        outcomes = await self._rewrite_emptied(prepared.documents, outcomes)
         truncated = 0
         for truncate in prepared.plan.truncates:
             truncated += await self._store.truncate(truncate.pipeline, truncate.position)
@@ -330,6 +315,62 @@ class EmbedBatchProcessor:
             if outcome.applied
         }
         result.rejections.extend(attempt_rejections)
+
+    def _upsert_of(self, document: _Document) -> DocumentUpsert:
+        chunks = None
+        if document.chunk_texts is not None:  # an empty text has no chunks and no embeddings
+            chunks = [
+                ChunkVector(chunk_index=index, text=text, embedding=document.embeddings[index])  # type: ignore[index]
+                for index, text in enumerate(document.chunk_texts)
+            ]
+        change = document.change
+        return DocumentUpsert(
+            pipeline=change.pipeline,
+            tenant_id=document.tenant_id,
+            document_id=change.document_id,
+            position=change.position,
+            text_hash=document.text_hash,
+            metadata=document.metadata,
+            chunks=chunks,
+            model=self._engine.model_id,
+        )
+
+    async def _rewrite_emptied(
+        self, documents: Sequence[_Document], outcomes: list[WriteOutcome]
+    ) -> list[WriteOutcome]:
+        """Embed and write again the unchanged texts that came out of the write with no chunks; their
+        new outcomes replace the first ones.
+
+        The stored versions are read before the write, without a lock. A truncate consumed by another
+        worker in between removes the vectors of a document this batch found unchanged and so does not
+        embed; the write then keeps "nothing" (live, no chunks, hash forgotten) and, with no later
+        event, the document would stay unsearchable. Same position, so latest-wins applies it again.
+        """
+        where = {(o.pipeline, o.document_id, o.position.lsn): index for index, o in enumerate(outcomes)}
+        emptied: list[tuple[_Document, int]] = []
+        for document in documents:
+            index = where.get((*document.key, document.change.position.lsn))
+            if document.chunk_texts is not None or not document.text or index is None:
+                continue
+            outcome = outcomes[index]
+            if outcome.applied and not outcome.deleted and outcome.chunk_count == 0:
+                emptied.append((document, index))
+        if not emptied:
+            return outcomes
+        logger.warning(
+            "%d unchanged documents lost their vectors before this batch's write (a truncate on another "
+            "worker); embedding them again", len(emptied),
+        )  # fmt: skip
+        for document, _ in emptied:
+            document.chunk_texts = self._engine.chunk(
+                document.text, self._pipelines[document.key[0]].chunking
+            )
+        await self._embed_chunks([document for document, _ in emptied])
+        again = await self._store.write_batch([self._upsert_of(document) for document, _ in emptied])
+        replaced = list(outcomes)
+        for (_, index), outcome in zip(emptied, again, strict=True):
+            replaced[index] = outcome
+        return replaced
 
     async def _write_isolating(
         self,

@@ -295,6 +295,21 @@ def test_truncate_tombstones_older_documents_only(
     assert [row["chunk_text"] for row in stored_chunks(settings, pipeline_name, "after")] == ["d"]
 
 
+def test_keeping_the_vectors_a_truncate_removed_reports_a_live_document_with_no_chunks(
+    run_with_store: StoreRunner[Any], pipeline_name: str
+) -> None:
+    """What a worker that read the stored version before another worker's truncate sees when it writes
+    the unchanged text (chunks None): applied, live, no chunks. The worker then embeds it again."""
+
+    async def body(store: VectorStore, pool: psycopg_pool.AsyncConnectionPool) -> Any:
+        await store.write_batch([upsert(pipeline_name, "reloaded", 10, ["a"])])
+        await store.truncate(pipeline_name, position(20))
+        return await store.write_batch([upsert(pipeline_name, "reloaded", 30, None)])
+
+    (kept,) = run_with_store(body)
+    assert (kept.applied, kept.deleted, kept.chunk_count) == (True, False, 0)
+
+
 def truncate_position(settings: Settings, pipeline: str) -> int | None:
     with psycopg.connect(settings.postgres.dsn()) as connection:
         row = connection.execute(

@@ -34,10 +34,31 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class FakeStore:
-    def __init__(self, stored: dict[tuple[str, str], StoredVersion] | None = None, failures: int = 0) -> None:
+    """Keeps the stored chunk count for a write of an unchanged text, as the real store does; for a
+    document in ``emptied``, none (a truncate elsewhere removed them), the first time only."""
+
+    def __init__(
+        self,
+        stored: dict[tuple[str, str], StoredVersion] | None = None,
+        failures: int = 0,
+        emptied: set[tuple[str, str]] | None = None,
+    ) -> None:
         self.stored = stored or {}
         self.failures = failures
+        self.emptied = emptied or set()
         self.batches: list[list[DocumentUpsert | DocumentDelete]] = []
+
+    def _chunk_count(self, write: DocumentUpsert | DocumentDelete) -> int:
+        if isinstance(write, DocumentDelete):
+            return 0
+        if write.chunks is not None:
+            return len(write.chunks)
+        key = (write.pipeline, write.document_id)
+        kept = self.stored.get(key)
+        if key in self.emptied or kept is None or kept.deleted:
+            self.emptied.discard(key)
+            return 0
+        return kept.chunk_count
 
     async def stored_versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredVersion]:
         return {key: self.stored[key] for key in keys if key in self.stored}
@@ -56,7 +77,7 @@ class FakeStore:
                 document_id=write.document_id,
                 applied=True,
                 deleted=isinstance(write, DocumentDelete),
-                chunk_count=len(write.chunks or []) if isinstance(write, DocumentUpsert) else 0,
+                chunk_count=self._chunk_count(write),
                 position=write.position,
                 indexed_at=NOW,
             )
@@ -161,6 +182,22 @@ def test_unchanged_text_is_not_embedded_but_its_metadata_is_written() -> None:
     [write] = store.batches[0]
     assert isinstance(write, DocumentUpsert) and write.chunks is None
     assert result.unchanged_documents == 1
+
+
+def test_an_unchanged_text_whose_vectors_a_truncate_removed_meanwhile_is_embedded_and_written_again() -> None:
+    from streams.document_text import text_hash
+
+    stored = {
+        ("documents", "a"): StoredVersion(text_hash=text_hash("t\n\nb"), lsn=1, deleted=False, chunk_count=1)
+    }
+    store, engine, publisher = FakeStore(stored, emptied={("documents", "a")}), FakeEngine(), FakePublisher()
+    result = asyncio.run(processor(store, engine, publisher).process([cdc(0, "u", "a", "b")]))
+    [first], [again] = store.batches
+    assert isinstance(first, DocumentUpsert) and first.chunks is None
+    assert isinstance(again, DocumentUpsert) and [chunk.text for chunk in again.chunks or []] == ["t\n\nb"]
+    assert again.position == first.position
+    assert engine.calls == [["t\n\nb"]]
+    assert [(n.event_type.event_name, n.chunks) for n in result.notifications] == [("document.indexed", 1)]
 
 
 def test_an_empty_text_is_written_with_no_chunks() -> None:
