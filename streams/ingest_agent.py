@@ -167,17 +167,10 @@ class IngestProcessor:
         self._metrics = metrics
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
-        rejections: list[Rejection] = []
-        writes: list[IngestWrite] = []
-        for message in messages:
-            try:
-                event = self._codec.decode(message.value, IngestDocument, topic=self._topic)
-                writes.append(IngestWrite(resolve_pipeline(event, self._pipelines), event, message))
-            except PoisonEventError as error:
-                rejections.append(Rejection(message=message, error=error, stage=error.stage))
-            except InvalidEventError as error:
-                stage = FailureStage.VALIDATE if hasattr(error, "field") else FailureStage.DECODE
-                rejections.append(Rejection(message=message, error=error, stage=stage))
+        # Retried as a whole: a Schema Registry that does not answer is no fault of the events.
+        writes, rejections = await retrying(
+            lambda: self._decode(messages), self._retry, what=f"decoding {len(messages)} ingest events"
+        )
         latest = latest_per_document(writes)
         refused = await retrying(
             lambda: self._write(latest), self._retry, what=f"ingesting {len(latest)} documents"
@@ -189,6 +182,21 @@ class IngestProcessor:
         self._metrics.batches.labels(agent=AGENT).inc()
         self._metrics.events.labels(agent=AGENT, outcome="processed").inc(len(messages) - len(rejections))
         self._metrics.events.labels(agent=AGENT, outcome="dead_lettered").inc(len(rejections))
+
+    async def _decode(self, messages: Sequence[RawMessage]) -> tuple[list[IngestWrite], list[Rejection]]:
+        """The valid events with their pipelines, and the rejections of the others."""
+        writes: list[IngestWrite] = []
+        rejections: list[Rejection] = []
+        for message in messages:
+            try:
+                event = self._codec.decode(message.value, IngestDocument, topic=self._topic)
+                writes.append(IngestWrite(resolve_pipeline(event, self._pipelines), event, message))
+            except PoisonEventError as error:
+                rejections.append(Rejection(message=message, error=error, stage=error.stage))
+            except InvalidEventError as error:
+                stage = FailureStage.VALIDATE if hasattr(error, "field") else FailureStage.DECODE
+                rejections.append(Rejection(message=message, error=error, stage=stage))
+        return writes, rejections
 
     async def _write(self, writes: Sequence[IngestWrite]) -> list[Rejection]:
         """Write ``writes`` in one transaction; the rejections of the events the table refused."""

@@ -56,24 +56,33 @@ class WebhookDeliverer:
         self._metrics = metrics
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
-        rejections: list[Rejection] = []
-        deliveries = []
-        for message in messages:
-            try:
-                notification = self._codec.decode(message.value, Notification, topic=self._topic)
-            except InvalidEventError as error:
-                rejections.append(Rejection(message=message, error=error, stage=FailureStage.DECODE))
-                continue
-            deliveries.extend(
-                self._deliver(message, notification, endpoint)
-                for endpoint in self._endpoints
-                if endpoint.tenant is None or endpoint.tenant == notification.tenant_id
-            )
+        # Retried as a whole: a Schema Registry that does not answer is no fault of the notifications.
+        decoded, rejections = await retrying(
+            lambda: self._decode(messages), self._batch_retry, what=f"decoding {len(messages)} notifications"
+        )
+        deliveries = [
+            self._deliver(message, notification, endpoint)
+            for message, notification in decoded
+            for endpoint in self._endpoints
+            if endpoint.tenant is None or endpoint.tenant == notification.tenant_id
+        ]
         failures = await asyncio.gather(*deliveries)
         rejections.extend(failure for failure in failures if failure is not None)
         await retrying(
             lambda: self._dead_letters.send(rejections), self._batch_retry, what="dead-lettering deliveries"
         )
+
+    async def _decode(
+        self, messages: Sequence[RawMessage]
+    ) -> tuple[list[tuple[RawMessage, Notification]], list[Rejection]]:
+        decoded: list[tuple[RawMessage, Notification]] = []
+        rejections: list[Rejection] = []
+        for message in messages:
+            try:
+                decoded.append((message, self._codec.decode(message.value, Notification, topic=self._topic)))
+            except InvalidEventError as error:
+                rejections.append(Rejection(message=message, error=error, stage=FailureStage.DECODE))
+        return decoded, rejections
 
     async def _deliver(
         self, message: RawMessage, notification: Notification, endpoint: WebhookEndpoint
