@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from api.errors import UnauthorizedError
+from api.errors import ServiceUnavailableError, UnauthorizedError
 from tidewire.errors import ConfigurationError, ServiceError
 from tidewire.events.models import NAME_PATTERN
 from tidewire.settings import PostgresSettings
@@ -151,11 +151,19 @@ class KeyVerifier:
         return cached[0]
 
     async def _lookup(self, key_id: str) -> dict[str, Any] | None:
-        async with self._pool.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(
-                "SELECT tenant_id, key_hash, revoked_at FROM tidewire_api_keys WHERE key_id = %s", (key_id,)
-            )
-            return await cursor.fetchone()
+        try:
+            async with (
+                self._pool.connection() as connection,
+                connection.cursor(row_factory=dict_row) as cursor,
+            ):
+                await cursor.execute(
+                    "SELECT tenant_id, key_hash, revoked_at FROM tidewire_api_keys WHERE key_id = %s",
+                    (key_id,),
+                )
+                return await cursor.fetchone()
+        except (psycopg.OperationalError, TimeoutError) as error:
+            # The key may well be valid: a 503 to retry, like every other database call, not a 500.
+            raise ServiceUnavailableError(f"the database is unavailable: {type(error).__name__}") from error
 
 
 class KeyStore:

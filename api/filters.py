@@ -33,8 +33,13 @@ def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
         raise ValidationFailedError('query.filter: must be a JSON object, e.g. {"lang":"en"}') from None
     if not isinstance(value, dict):
         raise ValidationFailedError('query.filter: must be a JSON object, e.g. {"lang":"en"}')
-    if _depth(value) > MAX_FILTER_DEPTH:
+    if _deeper_than(value, MAX_FILTER_DEPTH):
         raise ValidationFailedError(f"query.filter: nested deeper than {MAX_FILTER_DEPTH} levels")
+    if _holds_surrogate(value):
+        # Valid JSON text, but no character: jsonb (UTF-8) cannot store an unpaired \ud800.
+        raise ValidationFailedError(
+            "query.filter: unpaired UTF-16 surrogates (\\ud800-\\udfff) are not allowed"
+        )
     if "\x00" in raw or "\\u0000" in raw:
         raise ValidationFailedError("query.filter: NUL characters are not allowed")
     return value
@@ -55,9 +60,26 @@ def _finite_number(text: str) -> float:
     return number
 
 
-def _depth(value: Any) -> int:
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` levels. It stops at the limit: a filter nested a
+    thousand levels deep is refused, not walked into the interpreter's recursion limit."""
+    if not isinstance(value, dict | list):
+        return False
+    if limit == 0:
+        return True
+    items = value.values() if isinstance(value, dict) else value
+    return any(_deeper_than(item, limit - 1) for item in items)
+
+
+def _holds_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
     if isinstance(value, dict):
-        return 1 + max((_depth(item) for item in value.values()), default=0)
+        return any(_holds_surrogate(key) or _holds_surrogate(item) for key, item in value.items())
     if isinstance(value, list):
-        return 1 + max((_depth(item) for item in value), default=0)
-    return 0
+        return any(_holds_surrogate(item) for item in value)
+    return False

@@ -205,6 +205,8 @@ def test_read_your_writes_wait_is_bounded(api_url: str, corpus_tenants: tuple[Te
         {"q": "x", "filter": '{"lang": NaN}'},
         {"q": "x", "filter": '{"lang": -Infinity}'},
         {"q": "x", "filter": '{"lang": 1e400}'},
+        {"q": "x", "filter": '{"lang": ' + "[" * 900 + "]" * 900 + "}"},
+        {"q": "x", "filter": '{"lang": "\\ud800"}'},
     ],
 )
 def test_bounds_give_422_on_the_real_server(

@@ -7,10 +7,11 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg_pool
 import pytest
 
 from api.auth import KeyVerifier, Principal, generate_key, hash_key
-from api.errors import UnauthorizedError
+from api.errors import ServiceUnavailableError, UnauthorizedError
 
 pytestmark = pytest.mark.anyio
 KEY_ID, KEY = generate_key()
@@ -105,3 +106,17 @@ async def test_a_revoked_key_is_refused_once_its_cache_entry_expires() -> None:
     with pytest.raises(UnauthorizedError):
         await verifier.verify(f"Bearer {KEY}")
     assert verifier.lookups == 2
+
+
+class UnreachablePool:
+    """A pool whose every connection attempt fails the way psycopg_pool's does when Postgres is away."""
+
+    def connection(self) -> Any:
+        raise psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec")
+
+
+async def test_a_database_that_does_not_answer_is_a_503_to_retry_not_a_500() -> None:
+    verifier = KeyVerifier(UnreachablePool(), pepper=None, ttl_s=0)  # type: ignore[arg-type]
+    with pytest.raises(ServiceUnavailableError) as caught:
+        await verifier.verify(f"Bearer {KEY}")
+    assert caught.value.status_code == 503 and caught.value.headers == {"Retry-After": "1"}
