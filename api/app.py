@@ -78,7 +78,7 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
             ttl_s=api.search_cache_ttl_s,
             epoch=lambda: hub.live_epoch,
         )
-        hub.add_listener(search_cache.invalidate)
+        hub.add_listener(search_cache.invalidate, before_delivery=True)
         hub.add_listener(cache.invalidate)
         hub.start()
         pepper = api.key_pepper.get_secret_value().encode() if api.key_pepper else None

@@ -112,6 +112,7 @@ class NotificationHub:
         self.positions: Positions = {}
         self._live_from: Positions = {}  # end offsets when the hub started: older events are history
         self._subscribers: set[Subscription] = set()
+        self._early_listeners: list[InvalidationListener] = []
         self._listeners: list[InvalidationListener] = []
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -129,10 +130,15 @@ class NotificationHub:
         since notifications may be missed between two."""
         return self._epoch if self.ready.is_set() else None
 
-    def add_listener(self, listener: InvalidationListener) -> None:
+    def add_listener(self, listener: InvalidationListener, *, before_delivery: bool = False) -> None:
         """``listener(tenant_id, {document_id: indexed_at})`` is awaited for every consumed batch of
-        live notifications; the history replayed at start (for ``Last-Event-ID``) is not passed on."""
-        self._listeners.append(listener)
+        live notifications; the history replayed at start (for ``Last-Event-ID``) is not passed on.
+
+        ``before_delivery``: awaited before the batch reaches any subscriber, so that a client reacting
+        to an event never meets what the event made stale (a search response cache: it must be fast).
+        Other listeners run after delivery. Each listener hears every tenant of the batch before the
+        next listener runs, so a slow one never holds up a fast one."""
+        (self._early_listeners if before_delivery else self._listeners).append(listener)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tidewire-notification-hub")
@@ -160,7 +166,12 @@ class NotificationHub:
             start = {p: max(self.positions.get(p, 0), self._live_from.get(p, 0)) for p in known}
             subscription = Subscription(tenant_id, start, queue)
         else:
-            cursor = dict(resume)
+            # Only the topic's partitions: made-up ones in a client's id would only make every id
+            # replayed to it longer (and its replay slower) for nothing.
+            known = {*self.positions, *self._live_from}
+            cursor = {
+                partition: offset for partition, offset in resume.items() if partition in known or not known
+            }
             replay = []
             for event in self._buffer:
                 if event.offset < cursor.get(event.partition, 0):
@@ -287,10 +298,11 @@ class NotificationHub:
         """Publish consumed messages (partition → [(offset, value)]) to the subscribers, then pass the
         live changes among them to the listeners, per tenant."""
         touched: dict[str, dict[str, datetime]] = {}  # tenant -> document -> latest indexed_at
+        decoded: list[tuple[int, int, Notification | None]] = []
         for partition, messages in batches.items():
             for offset, value in messages:
                 notification = self._decode(value, partition, offset)
-                self.publish(partition, offset, notification)
+                decoded.append((partition, offset, notification))
                 # History (what was on the topic before the hub started) is for Last-Event-ID only:
                 # this process cached nothing before it started, and a stored answer is checked
                 # against the document state when it is looked up.
@@ -299,11 +311,20 @@ class NotificationHub:
                     previous = documents.get(notification.document_id)
                     if previous is None or notification.indexed_at > previous:
                         documents[notification.document_id] = notification.indexed_at
-        for tenant_id, documents in touched.items():
-            for listener in self._listeners:
+        await self._tell(self._early_listeners, touched)
+        for partition, offset, notification in decoded:
+            self.publish(partition, offset, notification)
+        await self._tell(self._listeners, touched)
+
+    @staticmethod
+    async def _tell(
+        listeners: Sequence[InvalidationListener], touched: dict[str, dict[str, datetime]]
+    ) -> None:
+        for listener in listeners:
+            for tenant_id, documents in touched.items():
                 try:
                     await listener(tenant_id, documents)
-                except Exception:
+                except Exception:  # one cache failing must not stop the events or the other caches
                     logger.exception("notification listener failed for tenant %s", tenant_id)
 
     def _decode(self, value: bytes | None, partition: int, offset: int) -> Notification | None:

@@ -151,3 +151,45 @@ def test_listeners_get_live_changes_only_not_the_history_replayed_at_start() -> 
     # The replayed history still reaches a client resuming from before it.
     resumed = notifications.subscribe("a", resume={0: 0})
     assert [event.notification.document_id for event, _ in resumed.replay] == ["old-1", "old-2", "new"]
+
+
+def test_early_listeners_hear_every_tenant_before_any_subscriber_gets_the_batch() -> None:
+    notifications = hub()
+    codec = make_event_codec(KafkaSettings())
+    assert notifications.begin_at(0, 0, 0, history=100) == 0
+    bob = notifications.subscribe("b")
+    log: list[str] = []
+
+    async def search_cache(tenant: str, documents: dict[str, datetime]) -> None:
+        log.append(f"early {tenant}, bob has {len(drain_peek(bob))}")
+
+    async def semantic_cache(tenant: str, documents: dict[str, datetime]) -> None:
+        log.append(f"late {tenant}, bob has {len(drain_peek(bob))}")
+
+    notifications.add_listener(semantic_cache)
+    notifications.add_listener(search_cache, before_delivery=True)
+    batch = {
+        0: [
+            (0, codec.encode(notification("a", "a1"), topic="t")),
+            (1, codec.encode(notification("b", "b1"), topic="t")),
+        ]
+    }
+    asyncio.run(notifications.handle_batches(batch))
+    assert log == ["early a, bob has 0", "early b, bob has 0", "late a, bob has 1", "late b, bob has 1"]
+
+
+def drain_peek(subscription: Subscription) -> list[object]:
+    """What waits in ``subscription``'s queue, left in place."""
+    return list(subscription.queue._queue)  # type: ignore[attr-defined]
+
+
+def test_partitions_the_topic_does_not_have_are_left_out_of_a_resumed_clients_ids() -> None:
+    notifications = hub()
+    for offset in range(3):
+        notifications.publish(0, offset, notification("a", f"p0-{offset}"))
+    padded = ",".join(["0:1", *(f"{partition}:0" for partition in range(100, 400))])
+    resumed = notifications.subscribe("a", decode_event_id(padded))
+    assert [(event.notification.document_id, event_id) for event, event_id in resumed.replay] == [
+        ("p0-1", "0:2"),
+        ("p0-2", "0:3"),
+    ]
