@@ -75,7 +75,8 @@ class ChatService:
         # 1. Embed.
         embedding = await self._embedder.embed(question)
         # 2. Cached?
-        cached = await self._cache.lookup(tenant_id, embedding)
+        lookup = await self._cache.lookup(tenant_id, embedding)
+        cached = lookup.answer
         if cached is not None:
             yield ChatEvent("sources", {"sources": cached.sources})
             for piece in re.findall(r"\S+\s*", cached.answer):
@@ -144,5 +145,6 @@ class ChatService:
                 model=usage.model,
                 usage=usage_document,
                 answer_id=answer_id,
+                built_as_of=lookup.looked_at,
             )
         yield ChatEvent("done", {"answer_id": str(answer_id), "cached": False, "usage": usage_document})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -208,6 +209,37 @@ def test_deleting_a_source_document_invalidates_its_cached_answers(
     after = chat(api_url, tenant, "What did God say about light?")
     assert after[-1].json()["cached"] is False
     assert after[0].json()["sources"] == []
+
+
+def test_an_answer_whose_source_changed_while_it_was_generated_is_not_reused(
+    api_factory: ApiFactory,
+    tenant_factory: Callable[[str], Tenant],
+    documents: Documents,
+    fake_llm: tuple[FakeLlm, str],
+) -> None:
+    llm, llm_url = fake_llm
+    tenant = tenant_factory("cache-race")
+    document_id = tenant.doc("light")
+    documents.wait_indexed(
+        document_id,
+        documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
+    )
+    # "slow" streams for about 10 s: the source changes and is indexed again in the meantime.
+    providers = [{"kind": "openai", "name": "slow", "base_url": f"{llm_url}/v1", "model": "slow"}]
+    with api_factory(chat_providers=providers) as url, ThreadPoolExecutor(1) as pool:
+        calls_before = len(llm.outcomes("slow"))
+        first = pool.submit(chat, url, tenant, "What did God say about light?")
+        wait_for(
+            lambda: len(llm.outcomes("slow")) > calls_before, timeout_s=30, what="the generation to start"
+        )
+        changed_at = documents.upsert(
+            tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light: and there was light."
+        )
+        documents.wait_indexed(document_id, changed_at)
+        assert not first.done(), "the answer was complete before its source changed: nothing tested"
+        assert first.result()[-1].json()["cached"] is False
+        again = chat(url, tenant, "What did God say about light?")
+    assert again[-1].json()["cached"] is False
 
 
 def test_an_answer_older_than_the_cache_age_is_not_reused(
