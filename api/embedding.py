@@ -1,7 +1,9 @@
 """Query embeddings for search and chat: the indexing engine's model, an LRU cache, micro-batching.
 
 Concurrent queries are embedded together in one model call (run in a worker thread, so the
-event loop never blocks on inference); a repeated query is answered from the cache.
+event loop never blocks on inference); a query the same tenant repeats is answered from the cache.
+The cache is per tenant: a hit (faster, and counted on ``/metrics``) would otherwise tell a tenant
+that another one had just asked the very same question.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class QueryEmbedder:
     ) -> None:
         self.embedder = embedder
         self._cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (tenant, text)
+        self._pending: list[tuple[tuple[str, str], asyncio.Future[np.ndarray]]] = []
         self._worker: asyncio.Task[None] | None = None
         self._on_lookup = on_lookup or (lambda hit: None)
 
@@ -46,16 +48,17 @@ class QueryEmbedder:
     def model_id(self) -> str:
         return self.embedder.model_id
 
-    async def embed(self, text: str) -> np.ndarray:
-        """The L2-normalized embedding of ``text`` (float32, read-only)."""
-        cached = self._cache.get(text)
+    async def embed(self, text: str, *, tenant_id: str) -> np.ndarray:
+        """The L2-normalized embedding of ``text`` (float32, read-only), asked for by ``tenant_id``."""
+        key = (tenant_id, text)
+        cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(text)
+            self._cache.move_to_end(key)
             self._on_lookup(True)
             return cached
         self._on_lookup(False)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._pending.append((text, future))
+        self._pending.append((key, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain(), name="tidewire-query-embedder")
         return await asyncio.shield(future)
@@ -64,7 +67,7 @@ class QueryEmbedder:
         # Whatever queued while the previous batch ran goes into the next one.
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            texts = list(dict.fromkeys(text for text, _ in batch))
+            texts = list(dict.fromkeys(text for (_, text), _ in batch))
             try:
                 vectors = await asyncio.to_thread(self.embedder.embed, texts)
             except Exception as error:
@@ -77,16 +80,17 @@ class QueryEmbedder:
                 vector = np.ascontiguousarray(vector, dtype=np.float32)
                 vector.flags.writeable = False
                 by_text[text] = vector
-                self._remember(text, vector)
-            for text, future in batch:
+            for key in dict.fromkeys(key for key, _ in batch):
+                self._remember(key, by_text[key[1]])
+            for key, future in batch:
                 if not future.done():
-                    future.set_result(by_text[text])
+                    future.set_result(by_text[key[1]])
 
-    def _remember(self, text: str, vector: np.ndarray) -> None:
+    def _remember(self, key: tuple[str, str], vector: np.ndarray) -> None:
         if self._cache_size <= 0:
             return
-        self._cache[text] = vector
-        self._cache.move_to_end(text)
+        self._cache[key] = vector
+        self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 

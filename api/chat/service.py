@@ -73,7 +73,7 @@ class ChatService:
 
     async def _answer(self, tenant_id: str, question: str, k: int) -> AsyncIterator[ChatEvent]:
         # 1. Embed.
-        embedding = await self._embedder.embed(question)
+        embedding = await self._embedder.embed(question, tenant_id=tenant_id)
         # 2. Cached?
         lookup = await self._cache.lookup(tenant_id, embedding)
         cached = lookup.answer

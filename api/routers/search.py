@@ -119,7 +119,7 @@ async def search(request: Request) -> Response:
         )
         headers["Tidewire-Read-After"] = "satisfied" if satisfied else "timeout"
     # 4. Search.
-    embedding = await services.embedder.embed(q)
+    embedding = await services.embedder.embed(q, tenant_id=tenant_id)
     hits = await services.search.search(
         tenant_id, text=q, embedding=embedding, k=k, mode=mode, metadata_filter=metadata_filter
     )

@@ -44,7 +44,7 @@ class Keys:
 class Embedder:
     model_id = "test-model"
 
-    async def embed(self, text: str) -> np.ndarray:
+    async def embed(self, text: str, *, tenant_id: str) -> np.ndarray:
         return np.zeros(384, dtype=np.float32)
 
 

@@ -33,13 +33,13 @@ async def test_concurrent_queries_share_one_model_call_and_repeats_hit_the_cache
     model = CountingEmbedder()
     lookups: list[bool] = []
     embedder = QueryEmbedder(model, cache_size=2, on_lookup=lookups.append)
-    vectors = await asyncio.gather(*(embedder.embed(text) for text in ("a", "bb", "a", "ccc")))
+    vectors = await asyncio.gather(*(embedder.embed(text, tenant_id="t") for text in ("a", "bb", "a", "ccc")))
     assert [int(vector[0]) for vector in vectors] == [1, 2, 1, 3]
     assert len(model.calls) == 1 and sorted(model.calls[0]) == ["a", "bb", "ccc"]
     assert not vectors[0].flags.writeable
-    await embedder.embed("ccc")
+    await embedder.embed("ccc", tenant_id="t")
     assert len(model.calls) == 1 and lookups[-1] is True
-    await embedder.embed("a")  # evicted (cache of 2: bb, ccc)
+    await embedder.embed("a", tenant_id="t")  # evicted (cache of 2: bb, ccc)
     assert len(model.calls) == 2
     await embedder.aclose()
 
@@ -51,4 +51,15 @@ async def test_a_failing_model_fails_the_waiting_callers() -> None:
 
     embedder = QueryEmbedder(Broken(), cache_size=10)
     with pytest.raises(RuntimeError, match="no model"):
-        await embedder.embed("x")
+        await embedder.embed("x", tenant_id="t")
+
+
+async def test_a_tenant_never_hits_what_another_tenant_asked() -> None:
+    model = CountingEmbedder()
+    lookups: list[bool] = []
+    embedder = QueryEmbedder(model, cache_size=10, on_lookup=lookups.append)
+    await embedder.embed("merger with acme corp", tenant_id="beta")
+    await embedder.embed("merger with acme corp", tenant_id="alpha")
+    await embedder.embed("merger with acme corp", tenant_id="alpha")
+    assert lookups == [False, False, True]
+    await embedder.aclose()
