@@ -1,14 +1,14 @@
 """The read API's errors and the one JSON shape every 4xx/5xx takes: ``{"error": {"code", "message"}}``.
 
 Every error a handler or dependency raises is an :class:`ApiError` (a :class:`TidewireError`)
-with an HTTP status and a stable ``code``; :func:`install_error_handlers` renders them, turns
-FastAPI's request validation into 422 in the same shape, and makes sure an unexpected
-exception answers 500 with a code and no traceback (logged with the request id instead).
+with an HTTP status and a stable ``code``; :func:`install_error_handlers` renders them and turns
+FastAPI's request validation into 422 in the same shape. An unexpected exception is answered by
+:class:`api.middleware.RequestContextMiddleware`: a 500 with a code and no traceback (logged with
+the request id instead).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -18,8 +18,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidewire.errors import TidewireError
-
-logger = logging.getLogger(__name__)
 
 
 class ApiError(TidewireError):
@@ -147,16 +145,6 @@ def install_error_handlers(app: FastAPI) -> None:
         message = error.detail if isinstance(error.detail, str) else "request failed"
         return error_response(error.status_code, code, message, dict(error.headers or {}))
 
-    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-        logger.exception(
-            "unhandled error on %s %s (request id %s)",
-            request.method,
-            request.url.path,
-            request.headers.get("x-request-id", "-"),
-        )
-        return error_response(500, "internal_error", "internal error; the request id is in the server log")
-
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)

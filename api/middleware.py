@@ -1,9 +1,10 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it breaks disconnect detection on streaming routes).
 
 :class:`RequestContextMiddleware` gives every request an id (``X-Request-ID``, taken from the
-client when sane), logs one access line with it, records metrics, and refuses request bodies
-larger than ``max_body_bytes`` with 413 — by ``Content-Length`` up front, and by counting when
-the body is chunked.
+client when sane, and sent back on every response: 413s and 500s included), logs one access line
+with it, records metrics, refuses request bodies larger than ``max_body_bytes`` with 413 — by
+``Content-Length`` up front, and by counting when the body is chunked — and answers an unexpected
+exception with a 500 in the error shape, logged with its traceback and the request id.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from api.errors import error_body
 from api.metrics import ApiMetrics
 
 logger = logging.getLogger("tidewire.api.access")
+error_logger = logging.getLogger("tidewire.api.errors")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("tidewire_request_id", default="-")
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -79,7 +81,7 @@ class RequestContextMiddleware:
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await _send_error(
-                send, 413, "payload_too_large", f"request body over {self.max_body_bytes} bytes"
+                send, 413, "payload_too_large", f"request body over {self.max_body_bytes} bytes", request_id
             )
             request_id_var.reset(token)
             return
@@ -96,9 +98,12 @@ class RequestContextMiddleware:
                     raise HTTPException(413, f"request body over {self.max_body_bytes} bytes")
             return message
 
+        started_response = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 message = {
                     **message,
@@ -109,6 +114,17 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
+        except Exception:
+            if started_response:
+                raise  # the response had started (a stream): nothing left to answer with
+            # Answered here rather than by Starlette's outermost error middleware, which runs
+            # after this one and would send the 500 without the request id.
+            error_logger.exception(
+                "unhandled error on %s %s (request id %s)", scope.get("method"), scope.get("path"), request_id
+            )
+            await _send_error(
+                send, 500, "internal_error", "internal error; the request id is in the server log", request_id
+            )
         finally:
             self._count(_route(scope), status)
             logger.info(
@@ -128,13 +144,17 @@ def _route(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
     body = json.dumps(error_body(code, message)).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

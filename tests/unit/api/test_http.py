@@ -60,6 +60,8 @@ class Search:
 
     async def search(self, tenant_id: str, **kwargs: Any) -> list[SearchHitPublic]:
         self.calls.append({"tenant_id": tenant_id, **kwargs})
+        if kwargs.get("text") == "a bug":
+            raise RuntimeError("a bug in the search")
         return [SearchHitPublic(document_id="d", chunk_index=0, score=0.9, text="t", metadata={})]
 
 
@@ -212,6 +214,20 @@ def test_nul_in_a_question_gets_422(client: tuple[TestClient, Search]) -> None:
 def test_huge_bodies_get_413(client: tuple[TestClient, Search]) -> None:
     response = client[0].post("/v1/chat", json={"question": "x" * 10_000}, headers={"Authorization": GOOD})
     assert_error(response, 413, "payload_too_large")
+    assert response.headers["x-request-id"]
+
+
+def test_an_unexpected_error_is_a_500_in_the_error_shape_with_the_request_id_logged(
+    client: tuple[TestClient, Search], caplog: pytest.LogCaptureFixture
+) -> None:
+    response = client[0].get(
+        "/v1/search", params={"q": "a bug"}, headers={"Authorization": GOOD, "X-Request-ID": "trace-me-42"}
+    )
+    assert_error(response, 500, "internal_error")
+    assert response.headers["x-request-id"] == "trace-me-42"
+    assert "Traceback" not in response.text
+    [logged] = [record for record in caplog.records if record.name == "tidewire.api.errors"]
+    assert "trace-me-42" in logged.getMessage() and logged.exc_info is not None
 
 
 def test_over_the_rate_limit_gets_429_with_retry_after(client: tuple[TestClient, Search]) -> None:
