@@ -53,9 +53,14 @@ class WorkerCrashError(StreamsError):
 
 
 class DeliveryError(StreamsError):
-    """A webhook endpoint refused or did not answer a delivery."""
+    """A webhook endpoint refused or did not answer a delivery; ``retry_after_s``: what its
+    ``Retry-After`` asked for (429, 503), the least wait before the next attempt."""
 
     code = "webhook_delivery_failed"
+
+    def __init__(self, message: str, *, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ReplayRefusedError(StreamsError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,15 +18,22 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all; the wait before try ``n + 1`` is ``initial * 2**(n - 1)``, capped."""
+    """``attempts`` tries in all; the wait before try ``n + 1`` is ``initial * 2**(n - 1)``, capped.
+
+    ``jitter`` (0 to 1) shortens each wait by a random fraction up to it, so that many callers that
+    failed together (every delivery of a batch to one endpoint) do not all try again at once.
+    """
 
     attempts: int
     initial_backoff_s: float
     max_backoff_s: float
+    jitter: float = 0.0
 
     def delay(self, failed_attempt: int, retry_after_s: float = 0.0) -> float:
         """Seconds to wait after the ``failed_attempt``-th (1-based) failure; at least ``retry_after_s``."""
         backoff = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (failed_attempt - 1))
+        if self.jitter:
+            backoff *= 1.0 - self.jitter * random.random()  # spreading retries: no secret, any generator
         return max(backoff, retry_after_s)
 
 

@@ -84,6 +84,16 @@ class WebhookDeliverer:
                 rejections.append(Rejection(message=message, error=error, stage=FailureStage.DECODE))
         return decoded, rejections
 
+    def _asked_wait(self, response: httpx.Response) -> float:
+        """The seconds a 429 or 503 asked to wait (``Retry-After``, as seconds), within the policy's
+        longest backoff; 0 for any other answer, or a date, or garbage."""
+        if response.status_code not in (429, 503):
+            return 0.0
+        value = response.headers.get("Retry-After", "").strip()
+        if not value.isdigit():
+            return 0.0
+        return min(float(value), self._policy.max_backoff_s)
+
     async def _deliver(
         self, message: RawMessage, notification: Notification, endpoint: WebhookEndpoint
     ) -> Rejection | None:
@@ -101,7 +111,10 @@ class WebhookDeliverer:
                 raise DeliveryError(f"POST {endpoint.url} failed: {type(error).__name__}: {error}") from None
             if not response.is_success:
                 self._metrics.webhook_deliveries.labels(outcome="refused").inc()
-                raise DeliveryError(f"POST {endpoint.url} answered {response.status_code}")
+                raise DeliveryError(
+                    f"POST {endpoint.url} answered {response.status_code}",
+                    retry_after_s=self._asked_wait(response),
+                )
             self._metrics.webhook_deliveries.labels(outcome="delivered").inc()
 
         try:
@@ -132,6 +145,7 @@ def register_webhooks_agent(app: faust.App, context: StreamContext) -> None:
         attempts=settings.streams.webhook_attempts,
         initial_backoff_s=settings.streams.webhook_initial_backoff_s,
         max_backoff_s=settings.streams.webhook_max_backoff_s,
+        jitter=0.5,
     )
 
     @app.agent(topic, name=AGENT, concurrency=1)

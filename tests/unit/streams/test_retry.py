@@ -19,6 +19,13 @@ def test_delays_double_and_are_capped() -> None:
     assert policy.delay(1, retry_after_s=5.0) == 5.0
 
 
+def test_jitter_spreads_each_wait_below_its_backoff_but_never_below_retry_after() -> None:
+    policy = RetryPolicy(attempts=6, initial_backoff_s=2.0, max_backoff_s=30.0, jitter=0.5)
+    waits = [policy.delay(2) for _ in range(200)]
+    assert all(2.0 <= wait <= 4.0 for wait in waits) and len(set(waits)) > 100
+    assert all(policy.delay(2, retry_after_s=10.0) == 10.0 for _ in range(20))
+
+
 def test_a_transient_failure_is_retried_until_it_passes() -> None:
     calls: list[int] = []
 
