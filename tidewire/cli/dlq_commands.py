@@ -68,17 +68,27 @@ def show_command(context: CliContext, letter_id: str, as_json: bool) -> None:
 def replay_dead_letters(
     context: CliContext, letter_ids: tuple[str, ...], replay_all: bool, stage: str | None, as_json: bool
 ) -> None:
-    """Produce dead letters' original messages to their original topics again (after a fix)."""
+    """Produce dead letters' original messages to their original topics again (after a fix); POST a
+    failed webhook delivery again to its endpoint only."""
     from streams.dead_letter_store import redrive
+    from streams.webhook_redelivery import is_delivery_failure, redeliver
 
     if bool(letter_ids) == replay_all:
         raise ConfigurationError("name the dead letters to re-drive (partition:offset ...) or pass --all")
     letters = _select(context, stage=stage, source_topic=None) if replay_all else _by_ids(context, letter_ids)
-    count = redrive(context.settings, letters)
+    deliveries = [stored for stored in letters if is_delivery_failure(stored.letter)]
+    messages = [stored for stored in letters if not is_delivery_failure(stored.letter)]
+    redelivered = redeliver(context.settings, [stored.letter for stored in deliveries]) if deliveries else 0
+    redriven = redrive(context.settings, messages) if messages else 0
     if as_json:
-        print_json({"redriven": count, "ids": [letter.id for letter in letters]})
+        print_json(
+            {"redriven": redriven, "redelivered": redelivered, "ids": [letter.id for letter in letters]}
+        )
     else:
-        click.echo(f"re-drove {count} message(s) to their original topics")
+        click.echo(
+            f"re-drove {redriven} message(s) to their original topics, "
+            f"re-delivered {redelivered} webhook notification(s) to their endpoints"
+        )
 
 
 @click.command()

@@ -4,14 +4,18 @@ and the partition keeps flowing."""
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
 
 from models.chunking import TextChunker
 from streams.dead_letter_store import read_dead_letters
+from streams.webhook_signing import verify
 from tests.integration.pipeline.conftest import (
     TopicTail,
     WorkerGroup,
@@ -19,9 +23,19 @@ from tests.integration.pipeline.conftest import (
     wait_for,
     wait_until_indexed,
 )
-from tidewire.events import DeadLetter, FailureStage, IngestDocument, IngestOperation, make_event_codec
+from tidewire.events import (
+    DeadLetter,
+    FailureStage,
+    IngestDocument,
+    IngestOperation,
+    Notification,
+    NotificationType,
+    make_event_codec,
+)
 from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
+
+SECRET = "itest-redelivery-secret"
 
 
 def dead_letters_for(
@@ -328,8 +342,6 @@ def test_dlq_list_limit_keeps_the_most_recent_failures(
 def test_dlq_replay_produces_the_original_message_to_its_original_topic(
     run_cli: Any, settings: Settings, producer: Any, tail: Callable[[str], TopicTail]
 ) -> None:
-    import uuid
-
     from streams.topics import ensure_topics
 
     original_topic = f"itest-redrive-{uuid.uuid4().hex[:8]}"
@@ -357,7 +369,7 @@ def test_dlq_replay_produces_the_original_message_to_its_original_topic(
     assert (entry["stage"], entry["reason"]) == ("validate", "made by a test")
     result = run_cli("dlq", "replay", entry["id"], "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"redriven": 1, "ids": [entry["id"]]}
+    assert json.loads(result.stdout) == {"redriven": 1, "redelivered": 0, "ids": [entry["id"]]}
     [message] = target.collect(
         lambda messages: len(messages) >= 1, timeout_s=30, what="the re-driven message"
     )
@@ -365,3 +377,68 @@ def test_dlq_replay_produces_the_original_message_to_its_original_topic(
 
     unknown = run_cli("dlq", "show", "99:99999999")
     assert unknown.returncode != 0 and unknown.stderr.count("\n") == 1 and "no dead letter" in unknown.stderr
+
+
+def test_dlq_replay_of_a_failed_webhook_delivery_posts_it_to_that_endpoint_only(
+    run_cli: Any, settings: Settings, producer: Any, worker_group_factory: Callable[..., WorkerGroup]
+) -> None:
+    received: list[tuple[bytes, dict[str, str]]] = []
+
+    class Endpoint(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((body, dict(self.headers)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        codec = make_event_codec(settings.kafka)
+        notification = Notification(
+            event_type=NotificationType.INDEXED,
+            tenant_id="acme",
+            document_id=f"redeliver-{uuid.uuid4().hex[:8]}",
+            pipeline="documents",
+            chunks=1,
+            model="m",
+            source_committed_at=datetime.now(UTC),
+            indexed_at=datetime.now(UTC),
+            freshness_ms=5,
+        )
+        topic = settings.topics.notifications
+        letter = DeadLetter(
+            topic=topic,
+            partition=0,
+            offset=3,
+            key=notification.message_key(),
+            value=codec.encode(notification, topic=topic),
+            stage=FailureStage.DELIVER,
+            error_code="webhook_delivery_failed",
+            reason=f"POST {url} answered 503",
+            failed_at=datetime.now(UTC),
+            pipeline="documents",
+            destination=url,
+        )
+        producer.produce(
+            settings.topics.dead_letter, key=letter.key, value=codec.encode(letter, topic="tidewire.dlq")
+        )
+        producer.flush(10)
+        # The endpoint's secret comes from the settings, as the workers' does.
+        group = worker_group_factory(f'[[streams.webhooks]]\nurl = "{url}"\nsecret = "{SECRET}"\n')
+        group.write_config()
+        listed = json.loads(run_cli("dlq", "list", "--json", env=group.environment()).stdout)
+        [entry] = [item for item in listed if item["reason"] == letter.reason]
+        result = run_cli("dlq", "replay", entry["id"], "--json", env=group.environment())
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"redriven": 0, "redelivered": 1, "ids": [entry["id"]]}
+    finally:
+        server.shutdown()
+        server.server_close()
+    [(body, headers)] = received
+    assert json.loads(body)["document_id"] == notification.document_id
+    assert verify(SECRET, int(headers["X-Tidewire-Timestamp"]), body, headers["X-Tidewire-Signature"])
