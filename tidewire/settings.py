@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -59,12 +60,20 @@ class PostgresSettings(BaseModel):
 
     def sqlalchemy_url(self) -> str:
         """SQLAlchemy URL of the application role (psycopg 3 driver), used by migrations."""
-        password = self.password.get_secret_value()
-        return f"postgresql+psycopg://{self.user}:{password}@{self.host}:{self.port}/{self.database}"
+        # Percent-encoded: a password may hold "@", ":" or "/" (SQLAlchemy decodes them back).
+        user, password = quote(self.user, safe=""), quote(self.password.get_secret_value(), safe="")
+        return (
+            f"postgresql+psycopg://{user}:{password}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+        )
 
 
 def _dsn(host: str, port: int, database: str, user: str, password: SecretStr) -> str:
-    return f"host={host} port={port} dbname={database} user={user} password={password.get_secret_value()}"
+    # make_conninfo quotes what libpq would otherwise split or unescape (spaces, quotes, backslashes).
+    from psycopg.conninfo import make_conninfo  # imported here: reading settings needs no driver
+
+    return make_conninfo(
+        host=host, port=port, dbname=database, user=user, password=password.get_secret_value()
+    )
 
 
 class KafkaSettings(BaseModel):

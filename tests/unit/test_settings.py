@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tidewire.errors import ConfigurationError
-from tidewire.settings import load_settings
+from tidewire.settings import PostgresSettings, load_settings
 
 
 def test_defaults_describe_a_loopback_stack(clean_tidewire_environment: Path) -> None:
@@ -83,3 +83,14 @@ def test_chunk_overlap_must_be_smaller_than_the_chunk(
     monkeypatch.setenv("TIDEWIRE_EMBEDDING__CHUNK_OVERLAP_TOKENS", "64")
     with pytest.raises(ConfigurationError, match="chunk_overlap_tokens"):
         load_settings()
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd", "two words", "back\\slash", "a%41b", "it's"])
+def test_a_password_with_special_characters_reaches_both_drivers_intact(password: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy.engine import make_url
+
+    postgres = PostgresSettings(password=password)  # type: ignore[arg-type]
+    assert conninfo_to_dict(postgres.dsn())["password"] == password
+    url = make_url(postgres.sqlalchemy_url())
+    assert (url.password, url.host, url.port) == (password, "127.0.0.1", postgres.port)

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except TidewireError as error:
         if debug:
             raise
-        click.echo(f"error: {error.message}", err=True)
+        # One line: a message that carries more (a log tail after "see <log file>") shows it with --debug.
+        click.echo(f"error: {_first_line(error.message)}", err=True)
         return error.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.echo(
-            f"error: unexpected {type(error).__name__}: {error} (rerun with --debug for details)", err=True
+            f"error: unexpected {type(error).__name__}: {_first_line(str(error))} (rerun with --debug for details)",
+            err=True,
         )
         return 1
     return 0
@@ -84,3 +86,8 @@ def run() -> None:  # pragma: no cover - console script shim
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def _first_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0] if lines else message

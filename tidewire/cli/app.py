@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ def cli(context: click.Context, config_file: Path | None, debug: bool) -> None:
     )
     for name in _REPEATING_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.CRITICAL)
+    if config_file is not None:
+        # The processes a command starts (`up` starts the API and the workers) read the same file.
+        os.environ["TIDEWIRE_CONFIG"] = str(config_file.resolve())
     context.obj = CliContext(config_file=config_file, debug=debug)
 
 

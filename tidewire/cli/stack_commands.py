@@ -44,23 +44,29 @@ def up(context: CliContext, detach: bool, demo: bool) -> None:
 
     stack = LocalStack(context.settings)
     report = stack.up(progress=_print_progress)
-    if report.cleaned_stale:
-        console.print(f"cleaned up records of a crashed run: {', '.join(report.cleaned_stale)}")
-    with console.status("connector: applying"):
-        states = apply_connectors(context.settings)
-    for state in states:
-        console.print(f"[green]✓[/] connector {state.name}: {state.state}")
-    _print_summary(stack)
-    if demo:
-        from tidewire.demo import run_demo
+    # In the foreground, whatever ends the command stops the stack: Ctrl-C while waiting, but also
+    # Ctrl-C during the demo's indexing, or a connector or demo error.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a process manager's stop is a Ctrl-C
+    try:
+        if report.cleaned_stale:
+            console.print(f"cleaned up records of a crashed run: {', '.join(report.cleaned_stale)}")
+        with console.status("connector: applying"):
+            states = apply_connectors(context.settings)
+        for state in states:
+            console.print(f"[green]✓[/] connector {state.name}: {state.state}")
+        _print_summary(stack)
+        if demo:
+            from tidewire.demo import run_demo
 
-        run_demo(context.settings, console)
-    if detach:
-        return
-    console.print("serving until Ctrl-C (then everything stops; use --detach to keep it running)")
-    _wait_for_interrupt()
-    console.print("stopping…")
-    stack.down(progress=_print_progress)
+            run_demo(context.settings, console)
+        if detach:
+            return
+        console.print("serving until Ctrl-C (then everything stops; use --detach to keep it running)")
+        _wait_for_interrupt()
+    finally:
+        if not detach:
+            console.print("stopping…")
+            stack.down(progress=_print_progress)
 
 
 @click.command()
@@ -108,8 +114,6 @@ def _print_summary(stack: LocalStack) -> None:
 
 
 def _wait_for_interrupt() -> None:
-    # SIGTERM (e.g. from a process manager) stops the stack like Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)

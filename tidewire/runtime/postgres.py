@@ -116,6 +116,8 @@ class PostgresServer:
     def _prepare_directories(self) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
+        # The superuser logs in over this socket without a password: no other local user may reach it.
+        self.socket_dir.chmod(0o700)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.touch(exist_ok=True)
         if self.system_user is None:
@@ -149,6 +151,8 @@ class PostgresServer:
             "listen_addresses": f"'{self.settings.host}'",
             "port": str(self.settings.port),
             "unix_socket_directories": f"'{self.socket_dir}'",
+            # Password-less for the superuser (trust over the socket): the owner only.
+            "unix_socket_permissions": "0700",
             "wal_level": "logical",
             "max_wal_senders": "10",
             "max_replication_slots": "10",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -226,18 +228,14 @@ class LocalStack:
         return process is not None
 
     def _stray_processes(self) -> list[psutil.Process]:
-        """Processes tagged with this state directory (JVMs) or serving its Postgres data."""
-        markers = (
-            f"-Dtidewire.state={self.paths.root}",
-            str(self.paths.postgres_data),
-            f"--stack {self.paths.root}",  # stream workers and the API (runtime/worker.py, runtime/api_service.py)
-        )
-        strays = []
-        for process in psutil.process_iter(["cmdline"]):
-            command_line = " ".join(process.info.get("cmdline") or [])
-            if any(marker in command_line for marker in markers):
-                strays.append(process)
-        return strays
+        """Processes tagged with this state directory (JVMs, stream workers, the API) or serving its
+        Postgres data. Whole arguments are compared, so another state directory whose path merely
+        starts with this one's (``.tidewire2``), or an editor open on a file of it, is never taken."""
+        return [
+            process
+            for process in psutil.process_iter(["cmdline"])
+            if is_stack_process(process.info.get("cmdline") or [], self.paths)
+        ]
 
     # -- status --------------------------------------------------------------------------------
     @staticmethod
@@ -284,3 +282,17 @@ class LocalStack:
         down = [name for name, state in self.service_states().items() if state != RUNNING]
         if down:
             raise PrerequisiteError(f"not running: {', '.join(down)}; start the stack with `tidewire up`")
+
+
+def is_stack_process(arguments: Sequence[str], paths: StatePaths) -> bool:
+    """Whether a command line (``arguments``) is one of the stack of ``paths``: a JVM started with
+    ``-Dtidewire.state=<root>``, a worker or the API started with ``--stack <root>``, or the
+    postgres server of its data directory (``-D <data>``)."""
+    root, data = str(paths.root), str(paths.postgres_data)
+    if f"-Dtidewire.state={root}" in arguments:
+        return True
+    pairs = list(itertools.pairwise(arguments))
+    if ("--stack", root) in pairs:
+        return True
+    is_postgres = bool(arguments) and Path(arguments[0]).name in ("postgres", "postmaster")
+    return is_postgres and (f"-D{data}" in arguments or ("-D", data) in pairs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import time
 import uuid
 
@@ -14,6 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.integration.conftest import CliRunner
 from tidewire.database import alembic_config
 from tidewire.runtime.stack import LocalStack
+from tidewire.runtime.state import StatePaths
 from tidewire.settings import Settings
 
 
@@ -143,3 +145,12 @@ def test_migrations_are_at_head(local_stack: LocalStack, settings: Settings, run
     assert result.returncode == 0, result.stderr
     head = ScriptDirectory.from_config(alembic_config(settings.postgres)).get_current_head()
     assert json.loads(result.stdout)["revision"] == head
+
+
+def test_only_the_owner_may_reach_the_password_less_postgres_socket(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    socket_dir = StatePaths(settings.state_dir).postgres_socket_dir
+    socket_file = socket_dir / f".s.PGSQL.{settings.postgres.port}"
+    assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(socket_file.stat().st_mode) == 0o700

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tidewire.cli import main
-from tidewire.errors import ConfigurationError
+from tidewire.errors import ConfigurationError, ServiceError
 
 
 def test_a_configuration_error_is_one_line_and_exit_code_2(
@@ -89,3 +90,44 @@ def test_postgres_out_of_reach_is_one_line_for_the_keys_commands(
     error = capfd.readouterr().err
     assert error.startswith("error: cannot reach Postgres at 127.0.0.1:1 to manage API keys: ")
     assert error.count("\n") == 1, error
+
+
+def test_a_config_file_given_with_config_reaches_the_processes_a_command_starts(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Set through monkeypatch, so that what main() writes there is undone after the test.
+    monkeypatch.setenv("TIDEWIRE_CONFIG", "elsewhere.toml")
+    config = clean_tidewire_environment / "staging.toml"
+    config.write_text("[kafka]\nport = 1\n\n[connect]\nport = 2\n")
+    assert main(["--config", "staging.toml", "status", "--json"]) == 0
+    # `up` starts the API and the workers as child processes: they inherit the variable.
+    assert os.environ["TIDEWIRE_CONFIG"] == str(config.resolve())
+    assert '"kafka_bootstrap": "127.0.0.1:1"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (
+            ServiceError("kafka did not become ready: timed out; see /x/kafka.log\nlog line 1\nlog line 2"),
+            "error: kafka did not become ready: timed out; see /x/kafka.log\n",
+        ),
+        (
+            RuntimeError('syntax error at or near "x"\nLINE 1: SELECT x\n         ^'),
+            'error: unexpected RuntimeError: syntax error at or near "x" (rerun with --debug for details)\n',
+        ),
+    ],
+)
+def test_a_multi_line_error_message_is_cut_to_its_first_line(
+    clean_tidewire_environment: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    raised: Exception,
+    expected: str,
+) -> None:
+    def fail(self: object) -> None:
+        raise raised
+
+    monkeypatch.setattr("tidewire.runtime.stack.LocalStack.status", fail)
+    assert main(["status"]) != 0
+    assert capsys.readouterr().err == expected
