@@ -35,6 +35,7 @@ from streams.errors import PoisonEventError
 from streams.messages import RawMessage
 from streams.metrics import StreamMetrics
 from streams.retry import RetryPolicy, retrying
+from tidewire.errors import first_line
 from tidewire.events import EventCodec, FailureStage, IngestDocument, IngestOperation, InvalidEventError
 from tidewire.pipeline_spec import PipelineSpec
 
@@ -209,7 +210,7 @@ class IngestProcessor:
         except REFUSED_VALUE_ERRORS as error:
             logger.warning(
                 "the table refused a value of the %d ingested documents (%s); writing them one at a time",
-                len(writes), _first_line(error),
+                len(writes), first_line(error),
             )  # fmt: skip
         refused: list[Rejection] = []
         async with self._pool.connection() as connection, connection.transaction():
@@ -252,16 +253,11 @@ def _refusal(write: IngestWrite, error: psycopg.Error) -> Rejection:
     if write.message is None:  # only a write built without its message (a unit test) has none
         raise AssertionError("an ingest write to dead-letter carries its message")
     poison = PoisonEventError(
-        f"{write.spec.source_table} refused the document: {_first_line(error)}",
+        f"{write.spec.source_table} refused the document: {first_line(error)}",
         stage=FailureStage.WRITE,
         code="ingest_refused_by_database",
     )
     return Rejection(message=write.message, error=poison, stage=FailureStage.WRITE, pipeline=write.spec.name)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _row(spec: PipelineSpec, event: IngestDocument) -> tuple[object, ...]:

@@ -13,6 +13,15 @@ if TYPE_CHECKING:
     from tidewire.settings import PostgresSettings
 
 
+def first_line(error: BaseException | str) -> str:
+    """The first non-empty line of an error (a driver's message may go on with ``LINE 1:``, a caret
+    line or a hint): what a one-line message quotes. An exception with no text gives its type's name."""
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0]
+    return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
 class TidewireError(Exception):
     """Root of Tidewire's errors: a stable code and a one-line, actionable message."""
 
@@ -55,7 +64,7 @@ class ServiceError(TidewireError):
     ) -> ServiceError:
         """Postgres did not answer, or the connection broke, while doing ``purpose`` ("to prune
         answers"...): the address, the driver's first line, and what to check next."""
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         doing = f" {purpose}" if purpose else ""
         return cls(
             f"cannot reach Postgres at {settings.host}:{settings.port}{doing}: {reason}; "

@@ -14,7 +14,7 @@ import psycopg
 import psycopg_pool
 from psycopg import sql
 
-from tidewire.errors import StorageError, VectorStoreUnavailableError
+from tidewire.errors import StorageError, VectorStoreUnavailableError, first_line
 from tidewire.pipeline_spec import PipelineSpec
 from tidewire.vector_store import autocommit_connection
 
@@ -45,7 +45,7 @@ async def fetch_source_rows(
         ) from error
     except psycopg.Error as error:
         raise StorageError(
-            f"cannot read {spec.source_table} (pipeline {spec.name}): {str(error).strip().splitlines()[0]}; "
+            f"cannot read {spec.source_table} (pipeline {spec.name}): {first_line(error)}; "
             "check the pipeline spec with `tidewire connector apply`"
         ) from error
     return {str(row[spec.primary_key]): row for (row,) in rows}

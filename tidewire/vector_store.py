@@ -25,7 +25,7 @@ from pgvector.psycopg.vector import register_vector_info
 from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
 
-from tidewire.errors import InvalidVectorWriteError, StorageError, VectorStoreUnavailableError
+from tidewire.errors import InvalidVectorWriteError, StorageError, VectorStoreUnavailableError, first_line
 
 DEFAULT_DIMENSION = 384
 
@@ -324,20 +324,20 @@ class VectorStore:
                 yield connection
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as error:
             raise VectorStoreUnavailableError(
-                f"the vector store (Postgres) is unreachable: {_first_line(error)}; "
+                f"the vector store (Postgres) is unreachable: {first_line(error)}; "
                 "retry the batch, and check the database with `tidewire status`"
             ) from error
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as error:
             raise VectorStoreUnavailableError(
-                f"the vector store write lost a race with a concurrent writer: {_first_line(error)}; retry the batch",
+                f"the vector store write lost a race with a concurrent writer: {first_line(error)}; retry the batch",
                 retry_after_s=0.1,
             ) from error
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as error:
             raise StorageError(
-                f"the vector tables are missing ({_first_line(error)}); run `tidewire db upgrade`"
+                f"the vector tables are missing ({first_line(error)}); run `tidewire db upgrade`"
             ) from error
         except psycopg.Error as error:
-            raise StorageError(f"the vector store refused the operation: {_first_line(error)}") from error
+            raise StorageError(f"the vector store refused the operation: {first_line(error)}") from error
 
     async def _prepare(self, connection: psycopg.AsyncConnection[Any]) -> None:
         if connection in self._prepared:
@@ -369,8 +369,3 @@ async def autocommit_connection(
         finally:
             if not was_autocommit and not connection.closed:
                 await connection.set_autocommit(False)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

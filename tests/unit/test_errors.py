@@ -1,7 +1,7 @@
 import psycopg
 import pytest
 
-from tidewire.errors import ServiceError
+from tidewire.errors import ServiceError, first_line
 from tidewire.settings import PostgresSettings
 
 
@@ -28,3 +28,12 @@ def test_postgres_unreachable_names_the_error_type_when_the_driver_says_nothing(
 
     assert "OperationalError; is the stack up" in error.message
     assert error.message.startswith("cannot reach Postgres at 127.0.0.1:")
+
+
+def test_first_line_quotes_the_first_non_empty_line_or_the_errors_type() -> None:
+    assert first_line(ValueError('syntax error at or near "x"\nLINE 1: SELECT x\n         ^')) == (
+        'syntax error at or near "x"'
+    )
+    assert first_line("\n  first\nsecond") == "first"
+    assert first_line(TimeoutError()) == "TimeoutError"
+    assert first_line("") == ""

@@ -24,7 +24,7 @@ from tidewire.cli import (  # noqa: F401  # noqa: E402, I001
     worker_commands,
 )
 from tidewire.cli.app import CliContext, cli
-from tidewire.errors import TidewireError
+from tidewire.errors import TidewireError, first_line
 
 for _module in (
     stack_commands,
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         # One line: a message that carries more (a log tail after "see <log file>") shows it with --debug.
-        click.echo(f"error: {_first_line(error.message)}", err=True)
+        click.echo(f"error: {first_line(error.message)}", err=True)
         return error.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         click.echo(
-            f"error: unexpected {type(error).__name__}: {_first_line(str(error))} (rerun with --debug for details)",
+            f"error: unexpected {type(error).__name__}: {first_line(str(error))} (rerun with --debug for details)",
             err=True,
         )
         return 1
@@ -86,8 +86,3 @@ def run() -> None:  # pragma: no cover - console script shim
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-
-def _first_line(message: str) -> str:
-    lines = message.strip().splitlines()
-    return lines[0] if lines else message

@@ -19,7 +19,7 @@ from types import ModuleType
 import psycopg
 from psycopg import sql
 
-from tidewire.errors import ServiceError
+from tidewire.errors import ServiceError, first_line
 from tidewire.runtime.processes import read_log_tail
 from tidewire.runtime.readiness import NotReadyYet, wait_until_ready
 from tidewire.runtime.state import StatePaths
@@ -246,5 +246,4 @@ def _pgserver_utils() -> ModuleType:
 
 
 def _first_line(text: str) -> str:
-    stripped = text.strip()
-    return stripped.splitlines()[0] if stripped else "no output"
+    return first_line(text) or "no output"
