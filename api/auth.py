@@ -26,7 +26,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from api.errors import ServiceUnavailableError, UnauthorizedError
+from api.db import unavailable_database_as_503
+from api.errors import UnauthorizedError
 from tidewire.errors import ConfigurationError, ServiceError
 from tidewire.events.models import NAME_PATTERN
 from tidewire.settings import PostgresSettings
@@ -151,7 +152,8 @@ class KeyVerifier:
         return cached[0]
 
     async def _lookup(self, key_id: str) -> dict[str, Any] | None:
-        try:
+        # The key may well be valid: Postgres away is a 503 to retry, like every other database call.
+        with unavailable_database_as_503():
             async with (
                 self._pool.connection() as connection,
                 connection.cursor(row_factory=dict_row) as cursor,
@@ -161,9 +163,6 @@ class KeyVerifier:
                     (key_id,),
                 )
                 return await cursor.fetchone()
-        except (psycopg.OperationalError, TimeoutError) as error:
-            # The key may well be valid: a 503 to retry, like every other database call, not a 500.
-            raise ServiceUnavailableError(f"the database is unavailable: {type(error).__name__}") from error
 
 
 class KeyStore:

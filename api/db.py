@@ -10,8 +10,8 @@ transaction that does not set a tenant sees no tenant rows at all.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
@@ -28,6 +28,16 @@ TenantConnection = psycopg.AsyncConnection[dict[str, Any]]
 async def _configure(connection: psycopg.AsyncConnection[Any]) -> None:
     await register_vector_async(connection)
     await connection.commit()
+
+
+@contextmanager
+def unavailable_database_as_503() -> Iterator[None]:
+    """Turn Postgres not answering (a broken connection, the pool's wait running out) into a 503
+    with ``Retry-After``: the request may well succeed later, so no 500."""
+    try:
+        yield
+    except (psycopg.OperationalError, TimeoutError) as error:
+        raise ServiceUnavailableError(f"the database is unavailable: {type(error).__name__}") from error
 
 
 def make_pool(settings: PostgresSettings, *, max_size: int) -> AsyncConnectionPool:
@@ -60,9 +70,7 @@ class TenantDatabase:
         values = [tenant_id, *(settings or {}).values()]
         select = ", ".join(f"set_config(%s, %s, true) AS s{index}" for index in range(len(names)))
         parameters = [item for pair in zip(names, values, strict=True) for item in pair]
-        try:
+        with unavailable_database_as_503():
             async with self.pool.connection() as connection, connection.transaction():
                 await connection.execute(f"SELECT {select}", parameters)  # type: ignore[arg-type]
                 yield connection  # type: ignore[misc]
-        except (psycopg.OperationalError, TimeoutError) as error:
-            raise ServiceUnavailableError(f"the database is unavailable: {type(error).__name__}") from error
