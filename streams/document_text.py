@@ -13,7 +13,7 @@ from typing import Any
 from connectors.debezium_config import UNAVAILABLE_VALUE_PLACEHOLDER
 from streams.errors import PoisonEventError
 from tidewire.events import FailureStage
-from tidewire.events.models import NAME_PATTERN
+from tidewire.events.models import NAME_PATTERN, jsonb_refusal
 from tidewire.pipeline_spec import PipelineSpec
 
 
@@ -76,33 +76,11 @@ def metadata_of(spec: PipelineSpec, row: dict[str, Any]) -> dict[str, Any]:
         elif value is not None:
             metadata[column] = value
     # A row re-read from Postgres may hold dates or decimals; the stored metadata is plain JSON.
-    try:
-        encoded = json.dumps(metadata, default=str, allow_nan=False)
-    except ValueError:
-        raise _invalid_metadata("NaN or Infinity") from None
-    plain: dict[str, Any] = json.loads(encoded)
-    # jsonb refuses what Python's json takes here: NaN and Infinity (above), and NUL in a string.
-    if _holds_nul(plain):
-        raise _invalid_metadata("a NUL character (\\u0000)")
+    plain: dict[str, Any] = json.loads(json.dumps(metadata, default=str))
+    problem = jsonb_refusal(plain, path="metadata")
+    if problem is not None:
+        raise PoisonEventError(problem, stage=FailureStage.VALIDATE, code="cdc_invalid_metadata")
     return plain
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
-
-
-def _invalid_metadata(what: str) -> PoisonEventError:
-    return PoisonEventError(
-        f"the metadata holds {what}, which Postgres's jsonb cannot store",
-        stage=FailureStage.VALIDATE,
-        code="cdc_invalid_metadata",
-    )
 
 
 def carries_placeholder(spec: PipelineSpec, row: dict[str, Any]) -> bool:

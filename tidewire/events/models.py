@@ -417,7 +417,9 @@ def _reject_json_constant(constant: str) -> JsonValue:
 def _check_metadata(metadata: JsonObject) -> None:
     if not isinstance(metadata, dict):
         raise EventValidationError("metadata must be a JSON object (a dict)", field="metadata")
-    _check_json_value(metadata, path="metadata")
+    problem = jsonb_refusal(metadata, path="metadata")
+    if problem is not None:
+        raise EventValidationError(problem, field="metadata")
     if len(encode_metadata(metadata).encode()) > MAX_METADATA_BYTES:
         raise EventValidationError(
             f"metadata is over {MAX_METADATA_BYTES} bytes as JSON; move large values into the body",
@@ -425,28 +427,33 @@ def _check_metadata(metadata: JsonObject) -> None:
         )
 
 
-def _check_json_value(value: object, *, path: str) -> None:
-    # Postgres jsonb refuses NaN, Infinity and the NUL character; catching them here turns a
-    # failed database write later into a clear dead letter now.
+def jsonb_refusal(value: object, *, path: str) -> str | None:
+    """Why Postgres's jsonb would refuse ``value`` (named ``path`` in the reason), or None.
+
+    jsonb refuses NaN, Infinity and the NUL character, which Python's json reads and writes; finding
+    them before the database turns a failed write later into a clear dead letter now.
+    """
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise EventValidationError(f"{path} has a non-string key {key!r}", field="metadata")
-            _check_json_value(key, path=path)
-            _check_json_value(item, path=f"{path}.{key}")
+                return f"{path} has a non-string key {key!r}"
+            problem = jsonb_refusal(key, path=path) or jsonb_refusal(item, path=f"{path}.{key}")
+            if problem is not None:
+                return problem
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_json_value(item, path=f"{path}[{index}]")
+            problem = jsonb_refusal(item, path=f"{path}[{index}]")
+            if problem is not None:
+                return problem
     elif isinstance(value, str):
         if "\x00" in value:
-            raise EventValidationError(
-                f"{path} contains a NUL character, which jsonb cannot store", field="metadata"
-            )
+            return f"{path} contains a NUL character (\\u0000), which jsonb cannot store"
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise EventValidationError(f"{path} is {value}, which JSON cannot represent", field="metadata")
+            return f"{path} is {value}: NaN or Infinity, which jsonb cannot store"
     elif value is not None and not isinstance(value, bool | int):
-        raise EventValidationError(f"{path} is a {type(value).__name__}, not a JSON value", field="metadata")
+        return f"{path} is a {type(value).__name__}, not a JSON value"
+    return None
 
 
 def _check_text(
