@@ -182,10 +182,7 @@ class EmbedBatchProcessor:
         ]
         if not outdated:
             return
-        for document in outdated:
-            document.chunk_texts = self._engine.chunk(
-                document.text, self._pipelines[document.key[0]].chunking
-            )
+        self._chunk(outdated)
         await retrying(
             lambda: self._embed_chunks(outdated),
             self._retry,
@@ -253,6 +250,13 @@ class EmbedBatchProcessor:
         # Only a successful attempt touches the rejections, so a retried attempt cannot double-count.
         rejections.extend(attempt_rejections)
         return documents
+
+    def _chunk(self, documents: Sequence[_Document]) -> None:
+        """Chunk the texts of ``documents`` that were left unchunked as unchanged, after all."""
+        for document in documents:
+            document.chunk_texts = self._engine.chunk(
+                document.text, self._pipelines[document.key[0]].chunking
+            )
 
     async def _embed_chunks(self, documents: Sequence[_Document]) -> None:
         """Embed the chunks of every document that has chunks, in one request."""
@@ -361,12 +365,10 @@ class EmbedBatchProcessor:
             "%d unchanged documents lost their vectors before this batch's write (a truncate on another "
             "worker); embedding them again", len(emptied),
         )  # fmt: skip
-        for document, _ in emptied:
-            document.chunk_texts = self._engine.chunk(
-                document.text, self._pipelines[document.key[0]].chunking
-            )
-        await self._embed_chunks([document for document, _ in emptied])
-        again = await self._store.write_batch([self._upsert_of(document) for document, _ in emptied])
+        lost = [document for document, _ in emptied]
+        self._chunk(lost)
+        await self._embed_chunks(lost)
+        again = await self._store.write_batch([self._upsert_of(document) for document in lost])
         replaced = list(outcomes)
         for (_, index), outcome in zip(emptied, again, strict=True):
             replaced[index] = outcome
