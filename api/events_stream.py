@@ -161,14 +161,13 @@ class NotificationHub:
         between, so the replay and the live queue neither overlap nor leave a gap.
         """
         queue: asyncio.Queue[tuple[HubEvent, str] | None] = asyncio.Queue(self._client_queue)
+        known = {*self.positions, *self._live_from}  # the topic's partitions seen so far
         if resume is None:
-            known = {*self.positions, *self._live_from}
             start = {p: max(self.positions.get(p, 0), self._live_from.get(p, 0)) for p in known}
             subscription = Subscription(tenant_id, start, queue)
         else:
             # Only the topic's partitions: made-up ones in a client's id would only make every id
             # replayed to it longer (and its replay slower) for nothing.
-            known = {*self.positions, *self._live_from}
             cursor = {
                 partition: offset for partition, offset in resume.items() if partition in known or not known
             }
