@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from streams.batch_loop import process_or_exit, raw_message
 from streams.context import StreamContext
-from streams.dead_letters import DeadLetterHandler, Rejection
+from streams.dead_letters import DeadLetterHandler, Rejection, rejection
 from streams.errors import PoisonEventError
 from streams.messages import RawMessage
 from streams.metrics import StreamMetrics
@@ -50,7 +50,7 @@ class IngestWrite:
 
     spec: PipelineSpec
     event: IngestDocument
-    message: RawMessage | None = None
+    message: RawMessage
 
 
 DEFAULT_SOURCE_TABLE = "public.documents"
@@ -250,14 +250,12 @@ async def _write_events(connection: psycopg.AsyncConnection[Any], writes: Sequen
 
 
 def _refusal(write: IngestWrite, error: psycopg.Error) -> Rejection:
-    if write.message is None:  # only a write built without its message (a unit test) has none
-        raise AssertionError("an ingest write to dead-letter carries its message")
     poison = PoisonEventError(
         f"{write.spec.source_table} refused the document: {first_line(error)}",
         stage=FailureStage.WRITE,
         code="ingest_refused_by_database",
     )
-    return Rejection(message=write.message, error=poison, stage=FailureStage.WRITE, pipeline=write.spec.name)
+    return rejection(write.message, poison, write.spec.name)
 
 
 def _row(spec: PipelineSpec, event: IngestDocument) -> tuple[object, ...]:

@@ -15,11 +15,13 @@ from streams.ingest_agent import (
     resolve_pipeline,
     upsert_statement,
 )
+from streams.messages import MessageRef, RawMessage
 from tidewire.events import FailureStage, IngestDocument
 from tidewire.pipeline_spec import PipelineSpec
 
 DOCS = PipelineSpec()
 OTHER = PipelineSpec(name="other", source_table="app.notes", tenant_column=None)
+MESSAGE = RawMessage(MessageRef("tidewire.ingest", 0, 0), b"a", b"avro")
 
 
 def event(document_id: str, day: int, pipeline: str | None = None) -> IngestDocument:
@@ -56,9 +58,9 @@ def test_an_upsert_older_than_its_documents_deletion_is_dropped() -> None:
 
 def test_latest_event_time_wins_per_document() -> None:
     writes = [
-        IngestWrite(DOCS, event("a", 2)),
-        IngestWrite(DOCS, event("a", 1)),
-        IngestWrite(OTHER, event("a", 1)),
+        IngestWrite(DOCS, event("a", 2), MESSAGE),
+        IngestWrite(DOCS, event("a", 1), MESSAGE),
+        IngestWrite(OTHER, event("a", 1), MESSAGE),
     ]
     latest = latest_per_document(writes)
     assert [(w.spec.name, w.event.event_time.day) for w in latest] == [("documents", 2), ("other", 1)]
