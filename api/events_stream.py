@@ -294,8 +294,9 @@ class NotificationHub:
             )
 
     async def handle_batches(self, batches: Mapping[int, Sequence[tuple[int, bytes | None]]]) -> None:
-        """Publish consumed messages (partition → [(offset, value)]) to the subscribers, then pass the
-        live changes among them to the listeners, per tenant."""
+        """Pass the live changes among consumed messages (partition → [(offset, value)]) to the
+        ``before_delivery`` listeners, publish the messages to the subscribers, then pass the changes
+        to the other listeners."""
         touched: dict[str, dict[str, datetime]] = {}  # tenant -> document -> latest indexed_at
         decoded: list[tuple[int, int, Notification | None]] = []
         for partition, messages in batches.items():
