@@ -7,15 +7,18 @@ root the server runs as the unprivileged system user the wheel's own helper crea
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import shutil
 import subprocess
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import psutil
 import psycopg
 from psycopg import sql
 
@@ -74,13 +77,44 @@ class PostgresServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     def status(self) -> PostgresStatus:
-        pid_file = self.data_dir / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().splitlines()[0])
-        except (FileNotFoundError, ValueError, IndexError):
+        """Running when ``postmaster.pid`` names a live postgres server of this data directory.
+
+        ``pg_ctl status`` alone only checks that the pid is alive: after a host restart the pid of a
+        crashed server may belong to another program, which would then count as our server (and
+        ``pg_ctl stop`` would signal it)."""
+        pid = self._recorded_pid()
+        if pid is None or not self._is_our_postmaster(pid):
             return PostgresStatus(running=False, pid=None)
         result = self._run("pg_ctl", "status", "-D", str(self.data_dir), timeout_s=30)
         return PostgresStatus(running=result.returncode == 0, pid=pid if result.returncode == 0 else None)
+
+    def _recorded_pid(self) -> int | None:
+        try:
+            return int(self._pid_file.read_text().splitlines()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / "postmaster.pid"
+
+    def _is_our_postmaster(self, pid: int) -> bool:
+        try:
+            arguments = psutil.Process(pid).cmdline()
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            # Another user's process whose command line we may not read cannot be proven ours;
+            # only a live pid is known, so trust pg_ctl as before.
+            return True
+        return is_postmaster_of(arguments, self.data_dir)
+
+    def _remove_stale_pid_file(self) -> None:
+        """A ``postmaster.pid`` whose pid another program now holds: postgres would refuse to start
+        ("lock file already exists") until it is gone. One whose pid is gone it replaces itself."""
+        pid = self._recorded_pid()
+        if pid is not None and psutil.pid_exists(pid) and not self._is_our_postmaster(pid):
+            self._pid_file.unlink(missing_ok=True)
 
     def start(self, *, timeout_s: float = 90) -> None:
         """1. initdb if needed, 2. write our config, 3. pg_ctl start, 4. wait for TCP, 5. bootstrap."""
@@ -88,6 +122,7 @@ class PostgresServer:
         self._initdb_if_needed()
         self._write_config()
         if not self.status().running:
+            self._remove_stale_pid_file()
             result = self._run(
                 "pg_ctl", "start", "-w", "-t", str(int(timeout_s)), "-D", str(self.data_dir),
                 "-l", str(self.log_file), timeout_s=timeout_s + 10,
@@ -103,7 +138,9 @@ class PostgresServer:
         self.bootstrap()
 
     def stop(self, *, timeout_s: float = 60) -> None:
-        if not (self.data_dir / "postmaster.pid").exists():
+        if not self.status().running:
+            # Nothing to stop, and a stale pid must never be signalled: it may be another program's.
+            self._remove_stale_pid_file()
             return
         result = self._run(
             "pg_ctl", "stop", "-w", "-m", "fast", "-t", str(int(timeout_s)), "-D", str(self.data_dir),
@@ -233,6 +270,14 @@ class PostgresServer:
                         sql.Identifier(database), sql.Identifier(role)
                     )
                 )
+
+
+def is_postmaster_of(arguments: Sequence[str], data_dir: Path) -> bool:
+    """Whether a command line (``arguments``) is a postgres server of ``data_dir`` (``-D <data>``)."""
+    if not arguments or Path(arguments[0]).name not in ("postgres", "postmaster"):
+        return False
+    data = str(data_dir)
+    return f"-D{data}" in arguments or ("-D", data) in itertools.pairwise(arguments)
 
 
 def _pgserver_utils() -> ModuleType:

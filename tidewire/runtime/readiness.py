@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from tidewire.errors import PrerequisiteError
 from tidewire.runtime.processes import ProcessRecord
 
 
@@ -39,13 +40,22 @@ def wait_until_ready(
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """True when nothing listens on host:port and we could bind it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
-        probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe_socket.bind((host, port))
-        except OSError:
-            return False
+    """True when nothing listens on host:port and we could bind it: every address ``host`` resolves
+    to (IPv4 and IPv6 alike, so ``::1`` or ``localhost`` is checked the way a server would bind it).
+    A host that does not resolve is a :class:`PrerequisiteError`, not a busy port."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise PrerequisiteError(
+            f"cannot resolve the host {host!r}: {error.strerror}; check its setting"
+        ) from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe_socket:
+            probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe_socket.bind(address)
+            except OSError:
+                return False
     return True
 
 

@@ -7,7 +7,6 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -17,10 +16,11 @@ from tidewire.runtime.api_service import ApiService
 from tidewire.runtime.connect import ConnectWorker
 from tidewire.runtime.jars import JarLayout
 from tidewire.runtime.kafka import KafkaBroker
-from tidewire.runtime.postgres import PostgresServer
+from tidewire.runtime.postgres import PostgresServer, is_postmaster_of
 from tidewire.runtime.prerequisites import find_java, require_free_ports
 from tidewire.runtime.processes import ProcessRegistry, stop_process_tree
 from tidewire.runtime.readiness import NotReadyYet
+from tidewire.runtime.stack_lock import stack_lock
 from tidewire.runtime.state import StatePaths
 from tidewire.runtime.worker import StreamWorkers
 from tidewire.settings import Settings
@@ -66,7 +66,15 @@ class LocalStack:
         4. Kafka Connect: start and wait for the Debezium plugin to be listed.
         5. Stream workers: start ``streams.workers`` of them, each waited for until it joined its group.
         6. The read API: start ``tidewire serve`` and wait for ``/healthz``.
+
+        A service found running is waited for until it answers, so ``up`` never returns while one
+        is unresponsive. Another ``up`` or ``down`` of the same state directory running meanwhile is
+        a :class:`ServiceError` (:mod:`tidewire.runtime.stack_lock`).
         """
+        with stack_lock(self.paths.stack_lock, "up"):
+            return self._up(progress)
+
+    def _up(self, progress: ProgressCallback) -> StartReport:
         report = StartReport()
         # 1. Prerequisites
         java = find_java()
@@ -108,6 +116,7 @@ class LocalStack:
             self._step(
                 "api", running, report, progress, started_now,
                 lambda: self.api.wait_ready(self.api.start()),
+                when_running=lambda: self.api.wait_ready(self.registry.get("api")),
             )  # fmt: skip
         except (TidewireError, KeyboardInterrupt):
             # Nothing half-started stays behind: stop what this call started, newest first.
@@ -154,6 +163,7 @@ class LocalStack:
             self._step(
                 name, running, report, progress, started_now,
                 lambda name=name: self.workers.wait_ready(name, self.workers.start(name)),  # type: ignore[misc]
+                when_running=lambda name=name: self.workers.wait_ready(name, self.registry.get(name)),  # type: ignore[misc]
             )  # fmt: skip
 
     def worker_states(self) -> dict[str, str]:
@@ -199,7 +209,12 @@ class LocalStack:
 
     # -- down ----------------------------------------------------------------------------------
     def down(self, *, purge: bool = False, progress: ProgressCallback = lambda _: None) -> list[str]:
-        """Stop every service (newest first) and any stray process of this state directory."""
+        """Stop every service (newest first) and any stray process of this state directory; refused
+        while another ``up`` or ``down`` of it runs."""
+        with stack_lock(self.paths.stack_lock, "down"):
+            return self._down(purge=purge, progress=progress)
+
+    def _down(self, *, purge: bool, progress: ProgressCallback) -> list[str]:
         stopped = []
         for name in [*self.worker_states(), *reversed(self.service_names())]:
             if self._stop_service(name):
@@ -288,11 +303,9 @@ def is_stack_process(arguments: Sequence[str], paths: StatePaths) -> bool:
     """Whether a command line (``arguments``) is one of the stack of ``paths``: a JVM started with
     ``-Dtidewire.state=<root>``, a worker or the API started with ``--stack <root>``, or the
     postgres server of its data directory (``-D <data>``)."""
-    root, data = str(paths.root), str(paths.postgres_data)
+    root = str(paths.root)
     if f"-Dtidewire.state={root}" in arguments:
         return True
-    pairs = list(itertools.pairwise(arguments))
-    if ("--stack", root) in pairs:
+    if ("--stack", root) in itertools.pairwise(arguments):
         return True
-    is_postgres = bool(arguments) and Path(arguments[0]).name in ("postgres", "postmaster")
-    return is_postgres and (f"-D{data}" in arguments or ("-D", data) in pairs)
+    return is_postmaster_of(arguments, paths.postgres_data)

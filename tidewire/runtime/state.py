@@ -25,6 +25,11 @@ class StatePaths:
         return self.root / "run"
 
     @property
+    def stack_lock(self) -> Path:
+        """Held by `up` and `down` while they change the stack (:mod:`tidewire.runtime.stack_lock`)."""
+        return self.run / "stack.lock"
+
+    @property
     def config(self) -> Path:
         return self.root / "config"
 

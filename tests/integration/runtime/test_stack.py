@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import threading
 import time
 import uuid
 
@@ -108,6 +111,31 @@ def test_up_twice_is_harmless(local_stack: LocalStack, run_cli: CliRunner) -> No
         assert f"{name}: already running" in result.stderr
     assert {name: local_stack.registry.get(name).pid for name in ("kafka", "connect")} == pids_before  # type: ignore[union-attr]
     assert local_stack.postgres.status().pid == postgres_pid_before
+
+
+def test_up_waits_for_a_running_api_that_does_not_answer(local_stack: LocalStack) -> None:
+    """An API that runs but does not answer (here: stopped with SIGSTOP) is waited for, not counted as
+    running: `up` returns only once it answers again."""
+    api = local_stack.registry.get("api")
+    assert api is not None
+    resumed_at: list[float] = []
+
+    def resume_later() -> None:
+        time.sleep(10)
+        resumed_at.append(time.monotonic())
+        os.kill(api.pid, signal.SIGCONT)
+
+    os.kill(api.pid, signal.SIGSTOP)
+    resumer = threading.Thread(target=resume_later)
+    resumer.start()
+    try:
+        report = local_stack.up()
+        returned_at = time.monotonic()
+    finally:
+        resumer.join()
+    assert "api" in report.already_running
+    assert resumed_at and returned_at >= resumed_at[0]
+    local_stack.api.probe()  # answers
 
 
 def test_status_json_has_the_documented_keys(
