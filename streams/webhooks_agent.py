@@ -2,7 +2,9 @@
 
 Deliveries of a batch run concurrently; each is retried with exponential backoff, and after its
 last attempt it becomes a dead letter (stage DELIVER, ``destination`` = the endpoint URL) so it can
-be re-driven. Only then is the batch acknowledged.
+be re-driven. Only then is the batch acknowledged. An endpoint whose deliveries keep failing every
+attempt has its circuit opened (:mod:`streams.webhook_circuits`): its deliveries are dead-lettered
+without being tried for a while, so it does not hold up the batches of the others.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import faust
 import httpx
@@ -22,6 +25,7 @@ from streams.errors import DeliveryError
 from streams.messages import RawMessage
 from streams.metrics import StreamMetrics
 from streams.retry import RetryPolicy, retrying
+from streams.webhook_circuits import Admission, EndpointCircuits
 from streams.webhook_signing import delivery_headers, notification_body
 from tidewire.events import EventCodec, FailureStage, InvalidEventError, Notification
 from tidewire.settings import WebhookEndpoint
@@ -45,8 +49,10 @@ class WebhookDeliverer:
         dead_letters: DeadLetterHandler,
         batch_retry: RetryPolicy,
         metrics: StreamMetrics,
+        circuits: EndpointCircuits,
     ) -> None:
         self._endpoints = endpoints
+        self._circuits = circuits
         self._client = client
         self._codec = codec
         self._topic = topic
@@ -97,9 +103,20 @@ class WebhookDeliverer:
     async def _deliver(
         self, message: RawMessage, notification: Notification, endpoint: WebhookEndpoint
     ) -> Rejection | None:
-        """Deliver with retries; the rejection to dead-letter when every attempt failed."""
+        """Deliver with retries (one try when the endpoint's circuit is half-open, none while it is
+        open); the rejection to dead-letter when it was not delivered."""
         body = notification_body(notification)
         secret = endpoint.secret.get_secret_value()
+
+        def rejected(error: BaseException, attempts: int) -> Rejection:
+            return Rejection(
+                message=message,
+                error=error,
+                stage=FailureStage.DELIVER,
+                pipeline=notification.pipeline,
+                destination=endpoint.url,
+                attempts=attempts,
+            )
 
         async def attempt() -> None:
             # A fresh timestamp (and signature) per attempt: receivers reject stale timestamps.
@@ -117,20 +134,27 @@ class WebhookDeliverer:
                 )
             self._metrics.webhook_deliveries.labels(outcome="delivered").inc()
 
+        circuit = self._circuits.of(endpoint.url)
+        admission = await circuit.admit()
+        if admission is Admission.REFUSE:
+            self._metrics.webhook_deliveries.labels(outcome="circuit_open").inc()
+            return rejected(
+                DeliveryError(
+                    f"not tried: {endpoint.url} failed every attempt of its last "
+                    f"{circuit.failures_in_a_row} deliveries, so its circuit is open; "
+                    "re-deliver with `tidewire dlq replay` once it is back"
+                ),
+                attempts=0,
+            )
+        policy = self._policy if admission is Admission.DELIVER else replace(self._policy, attempts=1)
         try:
-            await retrying(
-                attempt, self._policy, what=f"delivering {notification.document_id} to {endpoint.url}"
-            )
+            await retrying(attempt, policy, what=f"delivering {notification.document_id} to {endpoint.url}")
         except Exception as error:
-            cause = error.__cause__ or error
-            return Rejection(
-                message=message,
-                error=cause,
-                stage=FailureStage.DELIVER,
-                pipeline=notification.pipeline,
-                destination=endpoint.url,
-                attempts=self._policy.attempts,
-            )
+            circuit.failed(admission)
+            return rejected(error.__cause__ or error, attempts=policy.attempts)
+        finally:
+            circuit.end_probe()
+        circuit.succeeded()
         return None
 
 
@@ -161,6 +185,10 @@ def register_webhooks_agent(app: faust.App, context: StreamContext) -> None:
                 dead_letters=context.dead_letter_handler(resources, AGENT),
                 batch_retry=context.retry,
                 metrics=context.metrics,
+                circuits=EndpointCircuits(
+                    failures_to_open=settings.streams.webhook_circuit_failures,
+                    open_s=settings.streams.webhook_circuit_open_s,
+                ),
             )
             async for events in stream.take_events(100, within=settings.streams.batch_max_wait_s):
                 await process_or_exit(AGENT, [raw_message(event) for event in events], deliverer.process)

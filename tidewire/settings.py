@@ -350,6 +350,17 @@ class StreamsSettings(BaseModel):
     webhook_initial_backoff_s: float = Field(default=1.0, gt=0)
     webhook_max_backoff_s: float = Field(default=30.0, gt=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_circuit_failures: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Deliveries in a row to one endpoint that failed every attempt before its circuit opens "
+            "(its deliveries are then dead-lettered untried for webhook_circuit_open_s)"
+        ),
+    )
+    webhook_circuit_open_s: float = Field(
+        default=30.0, gt=0, description="How long an open circuit dead-letters before one delivery tests it"
+    )
     startup_timeout_s: float = Field(
         default=90.0, gt=0, description="`tidewire up` waits this long per worker"
     )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import httpx
@@ -14,24 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from streams.dead_letters import Rejection
-from streams.messages import MessageRef, RawMessage
-from streams.metrics import StreamMetrics
 from streams.retry import RetryPolicy
-from streams.webhooks_agent import WebhookDeliverer
 from tests.unit.api.support import serve_in_thread
-from tidewire.events import Notification, NotificationType, make_event_codec
-from tidewire.settings import KafkaSettings, WebhookEndpoint
-
-NOW = datetime(2026, 11, 24, tzinfo=UTC)
-
-
-class DeadLetters:
-    def __init__(self) -> None:
-        self.sent: list[Rejection] = []
-
-    async def send(self, rejections: Sequence[Rejection]) -> None:
-        self.sent.extend(rejections)
+from tests.unit.streams.webhook_support import DeadLetters, make_deliverer, notification_message
+from tidewire.events import make_event_codec
+from tidewire.settings import KafkaSettings
 
 
 def receiver(answers: list[Response]) -> Starlette:
@@ -52,36 +37,17 @@ def deliver_once(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[float]
 
     # Only the retry loop's sleeps: the receiver's server thread keeps the real asyncio.
     monkeypatch.setattr("streams.retry.asyncio", SimpleNamespace(sleep=no_sleep))
-    codec = make_event_codec(KafkaSettings())
-    notification = Notification(
-        event_type=NotificationType.INDEXED,
-        tenant_id="acme",
-        document_id="d-1",
-        pipeline="documents",
-        chunks=1,
-        model="m",
-        source_committed_at=NOW,
-        indexed_at=NOW,
-        freshness_ms=5,
-    )
-    message = RawMessage(
-        MessageRef("tidewire.notifications", 0, 1), b"d-1", codec.encode(notification, topic="t")
-    )
     dead_letters = DeadLetters()
 
     async def run() -> None:
         async with httpx.AsyncClient(timeout=5) as client:
-            deliverer = WebhookDeliverer(
-                endpoints=[WebhookEndpoint(url=f"{url}/hook", secret="s")],  # type: ignore[arg-type]
-                client=client,
-                codec=codec,
-                topic="t",
+            deliverer = make_deliverer(
+                client,
+                [f"{url}/hook"],
                 policy=RetryPolicy(attempts=4, initial_backoff_s=0.5, max_backoff_s=30.0, jitter=0.5),
-                dead_letters=dead_letters,  # type: ignore[arg-type]
-                batch_retry=RetryPolicy(attempts=2, initial_backoff_s=0.01, max_backoff_s=0.01),
-                metrics=StreamMetrics.create(),
+                dead_letters=dead_letters,
             )
-            await deliverer.process([message])
+            await deliverer.process([notification_message(make_event_codec(KafkaSettings()), "d-1", 1)])
 
     asyncio.run(run())
     return waits, dead_letters
