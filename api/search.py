@@ -32,7 +32,7 @@ RRF_K = 60
 
 # The walk through the index is in half precision (HNSW_ORDER_BY), the scores in full precision.
 _VECTOR_SQL = f"""
-SELECT document_id, chunk_index, chunk_text, metadata, 1 - (embedding <=> %(embedding)s) AS score
+SELECT document_id, chunk_index, chunk_text, metadata, source_lsn, 1 - (embedding <=> %(embedding)s) AS score
 FROM tidewire_chunks
 WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
 ORDER BY {HNSW_ORDER_BY}
@@ -42,7 +42,7 @@ LIMIT %(limit)s
 # The same ranking without the HNSW index: `+ 0` makes the ORDER BY expression one the index cannot
 # serve, so the planner reads the tenant's rows through its btree index and sorts them exactly.
 _EXACT_SQL = """
-SELECT document_id, chunk_index, chunk_text, metadata, 1 - (embedding <=> %(embedding)s) AS score
+SELECT document_id, chunk_index, chunk_text, metadata, source_lsn, 1 - (embedding <=> %(embedding)s) AS score
 FROM tidewire_chunks
 WHERE tenant_id = %(tenant)s AND (%(filter)s::jsonb IS NULL OR metadata @> %(filter)s::jsonb)
 ORDER BY (embedding <=> %(embedding)s) + 0
@@ -54,7 +54,7 @@ LIMIT %(limit)s
 # because `@@` is not LEAKPROOF. The function keeps to the transaction's tenant; the join back to
 # `tidewire_chunks` passes every row through the API role's policy once more.
 TEXT_SQL = """
-SELECT c.document_id, c.chunk_index, c.chunk_text, c.metadata, m.score
+SELECT c.document_id, c.chunk_index, c.chunk_text, c.metadata, c.source_lsn, m.score
 FROM tidewire_text_search(%(text)s, %(filter)s::jsonb, %(limit)s) AS m
 JOIN tidewire_chunks AS c USING (pipeline, document_id, chunk_index)
 WHERE c.tenant_id = %(tenant)s
@@ -141,6 +141,26 @@ class ReadAfter:
         )
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    """Hits, and for each document among them the ``source_lsn`` of its chunks as this read saw them:
+    the version the hits were built from (the least, should two pipelines index one document)."""
+
+    hits: list[SearchHitPublic]
+    source_lsns: dict[str, int]
+
+    @classmethod
+    def of(cls, hits: list[SearchHitPublic], rows: list[dict[str, Any]]) -> Retrieval:
+        documents = {hit.document_id for hit in hits}
+        source_lsns: dict[str, int] = {}
+        for row in rows:
+            document_id = row["document_id"]
+            if document_id in documents:
+                lsn = int(row["source_lsn"])
+                source_lsns[document_id] = min(lsn, source_lsns.get(document_id, lsn))
+        return cls(hits=hits, source_lsns=source_lsns)
+
+
 class SearchService:
     """Runs searches for one tenant at a time; every query goes through a tenant transaction."""
 
@@ -166,6 +186,22 @@ class SearchService:
         metadata_filter: dict[str, Any] | None = None,
     ) -> list[SearchHitPublic]:
         """The tenant's ``k`` best chunks, best first."""
+        retrieval = await self.retrieve(
+            tenant_id, text=text, embedding=embedding, k=k, mode=mode, metadata_filter=metadata_filter
+        )
+        return retrieval.hits
+
+    async def retrieve(
+        self,
+        tenant_id: str,
+        *,
+        text: str,
+        embedding: np.ndarray,
+        k: int,
+        mode: SearchMode = "vector",
+        metadata_filter: dict[str, Any] | None = None,
+    ) -> Retrieval:
+        """:meth:`search`'s hits, with the WAL position of each hit document's chunks as read."""
         parameters = {
             "tenant": tenant_id,
             "embedding": embedding,
@@ -181,9 +217,9 @@ class SearchService:
                 # so an exact scan of it is cheap, and it returns every row there is.
                 vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
             if mode == "vector":
-                return best_hits(vector_rows, k)
+                return Retrieval.of(best_hits(vector_rows, k), vector_rows)
             text_rows = await (await connection.execute(TEXT_SQL, parameters)).fetchall()
-        return reciprocal_rank_fusion([vector_rows, text_rows], k)
+        return Retrieval.of(reciprocal_rank_fusion([vector_rows, text_rows], k), [*vector_rows, *text_rows])
 
     async def wait_until_indexed(self, tenant_id: str, after: ReadAfter, *, max_wait_s: float) -> bool:
         """Wait (bounded) until ``after`` is reflected in the index; True when it is."""

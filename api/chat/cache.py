@@ -5,9 +5,11 @@ A stored answer is reused for a question of the same tenant whose embedding lies
 
 - no notification has invalidated it (``invalidated_at`` is NULL: a ``document.indexed`` or
   ``document.deleted`` notification for one of its source documents sets it), and
-- none of its source documents has been indexed again since just before its sources were
-  retrieved (checked in the same query, so an answer stays correct even if the API missed a
-  notification while down), and
+- every one of its source documents is still, for this tenant, at the version its sources were
+  retrieved from: no change past the WAL position retrieval read (``source_lsns``, migration 0013) has
+  been indexed, and the document has not left the tenant. Checked in the same query, so an answer stays
+  correct even if the API missed a notification while down, or a change was indexed while the answer
+  was being built, whatever the timing;
 - it is younger than ``api.semantic_cache_max_age_s``: a model, a prompt or a provider may have
   changed since, and an answer nobody re-checks should not live for ever. ``tidewire answers prune``
   deletes old answers for good.
@@ -26,10 +28,10 @@ from psycopg.types.json import Jsonb
 from api.db import TenantConnection, TenantDatabase
 
 # The database's clock comes back on a miss too: an answer is stored as of this moment, before its
-# sources are retrieved, not as of the end of its generation seconds later (a document re-indexed
-# while the answer was generated would not have invalidated it). What is left: a write stamped
-# (indexed_at, when it starts) before this moment but committed after the retrieval read, a window of
-# one write's duration (milliseconds to about a second).
+# sources are retrieved (the age limit and the notifications' invalidation go by it). Whether a source
+# changed since is decided by WAL positions, not clocks: a document counts as changed once any of its
+# state rows visible to the tenant is past the position retrieval read, or none is left (deleted for
+# good, or moved to another tenant). Answers stored before positions were kept (NULL) are not reused.
 _LOOKUP_SQL = """
 SELECT now() AS looked_at, hit.*
 FROM (SELECT 1) AS one
@@ -37,10 +39,13 @@ LEFT JOIN LATERAL (
   SELECT answer_id, answer, sources, provider, model, question_embedding <=> %(embedding)s AS distance
   FROM tidewire_answers AS a
   WHERE tenant_id = %(tenant)s AND invalidated_at IS NULL AND created_at > now() - %(max_age)s::interval
+    AND a.source_lsns IS NOT NULL
     AND NOT EXISTS (
-      SELECT 1 FROM tidewire_document_state AS s
-      WHERE s.tenant_id = a.tenant_id AND s.document_id = ANY (a.source_documents)
-        AND s.indexed_at > a.created_at)
+      SELECT 1 FROM unnest(a.source_documents, a.source_lsns) AS seen(document_id, source_lsn)
+      WHERE coalesce(
+        (SELECT max(s.source_lsn) FROM tidewire_document_state AS s
+         WHERE s.tenant_id = a.tenant_id AND s.document_id = seen.document_id),
+        9223372036854775807) > seen.source_lsn)
   ORDER BY question_embedding <=> %(embedding)s
   LIMIT 1
 ) AS hit ON true
@@ -48,10 +53,10 @@ LEFT JOIN LATERAL (
 
 _INSERT_SQL = """
 INSERT INTO tidewire_answers
-  (answer_id, tenant_id, question, question_embedding, answer, sources, source_documents, provider, model, usage,
-   created_at)
+  (answer_id, tenant_id, question, question_embedding, answer, sources, source_documents, source_lsns, provider,
+   model, usage, created_at)
 VALUES (%(answer_id)s, %(tenant)s, %(question)s, %(embedding)s, %(answer)s, %(sources)s, %(documents)s,
-        %(provider)s, %(model)s, %(usage)s, coalesce(%(created_at)s::timestamptz, now()))
+        %(source_lsns)s, %(provider)s, %(model)s, %(usage)s, coalesce(%(created_at)s::timestamptz, now()))
 """
 
 # Only answers written before the change was indexed: a notification that arrives late (the hub
@@ -127,12 +132,16 @@ class SemanticCache:
         model: str | None,
         usage: dict[str, Any],
         answer_id: uuid.UUID,
+        source_lsns: dict[str, int],
         built_as_of: datetime | None = None,
     ) -> None:
         """Keep a completed answer with its sources (also when the cache is off: answers are stored).
 
-        ``built_as_of``: a database time before its sources were retrieved (:meth:`lookup`'s); a
-        change indexed after it invalidates the answer. None: now."""
+        ``source_lsns``: for each source document, the WAL position of the chunks retrieval read
+        (:class:`api.search.Retrieval`); a change past it makes the answer stale. ``built_as_of``: a
+        database time before its sources were retrieved (:meth:`lookup`'s), for the age limit and the
+        notifications' invalidation. None: now."""
+        documents = sorted({source["document_id"] for source in sources})
         async with self._database.transaction(tenant_id) as connection:
             await self._insert(
                 connection,
@@ -143,7 +152,8 @@ class SemanticCache:
                     "embedding": embedding,
                     "answer": answer,
                     "sources": Jsonb(sources),
-                    "documents": sorted({source["document_id"] for source in sources}),
+                    "documents": documents,
+                    "source_lsns": [source_lsns[document_id] for document_id in documents],
                     "provider": provider,
                     "model": model,
                     "usage": Jsonb(usage),

@@ -89,8 +89,8 @@ class ChatService:
             yield ChatEvent("done", {"answer_id": cached.answer_id, "cached": True, "usage": usage})
             return
         # 3. Retrieve.
-        hits = await self._search.search(tenant_id, text=question, embedding=embedding, k=k)
-        sources = [{"n": n, **hit.model_dump()} for n, hit in enumerate(hits, start=1)]
+        retrieval = await self._search.retrieve(tenant_id, text=question, embedding=embedding, k=k)
+        sources = [{"n": n, **hit.model_dump()} for n, hit in enumerate(retrieval.hits, start=1)]
         yield ChatEvent("sources", {"sources": sources})
         request = ChatRequest(
             question=question,
@@ -145,6 +145,7 @@ class ChatService:
                 model=usage.model,
                 usage=usage_document,
                 answer_id=answer_id,
+                source_lsns=retrieval.source_lsns,
                 built_as_of=lookup.looked_at,
             )
         yield ChatEvent("done", {"answer_id": str(answer_id), "cached": False, "usage": usage_document})

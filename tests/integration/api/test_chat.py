@@ -242,6 +242,54 @@ def test_an_answer_whose_source_changed_while_it_was_generated_is_not_reused(
     assert again[-1].json()["cached"] is False
 
 
+def test_an_answer_built_before_a_change_that_committed_during_its_retrieval_is_not_reused(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    """The race of a write that started (and stamped its ``indexed_at``) before an answer's lookup but
+    committed after its retrieval read the old chunks: by the clocks the answer looks younger than the
+    change. Reproduced without timing by leaving the state row such a write leaves (a newer WAL position,
+    an ``indexed_at`` before the answer's ``created_at``) and no notification."""
+    tenant = tenant_factory("cache-window")
+    document_id = tenant.doc("light")
+    documents.wait_indexed(
+        document_id,
+        documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
+    )
+    first = chat(api_url, tenant, "What did God say about light?")
+    assert first[-1].json()["cached"] is False
+    assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is True
+    changed = documents.query(
+        "UPDATE tidewire_document_state SET source_lsn = source_lsn + 1, "
+        "indexed_at = (SELECT created_at FROM tidewire_answers WHERE answer_id = %s) - interval '1 second' "
+        "WHERE tenant_id = %s AND document_id = %s RETURNING 1",
+        (first[-1].json()["answer_id"], tenant.name, document_id),
+    )
+    assert changed
+    after = chat(api_url, tenant, "What did God say about light?")
+    assert after[-1].json()["cached"] is False
+
+
+def test_a_cached_answer_whose_source_left_the_tenant_is_not_reused(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    """A source document moved to another tenant: the answer's tenant can no longer see it, so the
+    answer is not reused even before its notification arrives (here: none is sent)."""
+    tenant = tenant_factory("cache-moved")
+    document_id = tenant.doc("light")
+    documents.wait_indexed(
+        document_id,
+        documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
+    )
+    assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is False
+    assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is True
+    documents.query(
+        "UPDATE tidewire_document_state SET tenant_id = tenant_id || '-elsewhere' "
+        "WHERE tenant_id = %s AND document_id = %s",
+        (tenant.name, document_id),
+    )
+    assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is False
+
+
 def test_an_answer_older_than_the_cache_age_is_not_reused(
     api_factory: ApiFactory, tenant_factory: Callable[[str], Tenant], documents: Documents
 ) -> None:

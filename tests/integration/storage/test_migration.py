@@ -1,4 +1,4 @@
-"""Migrations 0002, 0006, 0007, 0009, 0010, 0011 and 0012 in a scratch database: upgrade creates, downgrade removes
+"""Migrations 0002, 0006, 0007, 0009, 0010, 0011, 0012 and 0013 in a scratch database: upgrade creates, downgrade removes
 exactly what it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
@@ -217,13 +217,22 @@ def test_0010_confines_the_write_function_to_the_batch_tenants_and_downgrade_res
     assert "FOR UPDATE OF s" in at_0010.split("FOR v_round IN")[0]
 
 
-def _ingest_deletions_columns(postgres: PostgresSettings) -> list[tuple[str, str]]:
+def _columns(postgres: PostgresSettings, table: str) -> list[tuple[str, str]]:
     with psycopg.connect(postgres.dsn()) as connection:
         rows = connection.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name = 'tidewire_ingest_deletions' ORDER BY ordinal_position"
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+            (table,),
         ).fetchall()
     return [(str(name), str(kind)) for name, kind in rows]
+
+
+def _ingest_deletions_columns(postgres: PostgresSettings) -> list[tuple[str, str]]:
+    return _columns(postgres, "tidewire_ingest_deletions")
+
+
+def _answers_columns(postgres: PostgresSettings) -> list[tuple[str, str]]:
+    return _columns(postgres, "tidewire_answers")
 
 
 def test_0011_adds_the_ingest_deletions_table_and_downgrade_drops_it(
@@ -245,3 +254,11 @@ def test_0012_reports_the_previous_tenant_and_downgrade_restores_0010s(
     assert "doc_previous_tenant_id" not in at_0011
     assert "doc_previous_tenant_id text" in at_0012 and "prev.tenant_id AS prev_tenant" in at_0012
     assert at_0012.count("c.tenant_id = ANY (v_tenants)") == 2  # 0010's changes stay
+
+
+def test_0013_gives_answers_their_source_positions_and_downgrade_drops_them(
+    scratch_database: PostgresSettings,
+) -> None:
+    at_0012, at_0013 = _around(scratch_database, "0013", _answers_columns)
+    assert set(at_0013) - set(at_0012) == {("source_lsns", "ARRAY")}
+    assert set(at_0012) <= set(at_0013)
