@@ -175,22 +175,6 @@ class SearchService:
             settings["hnsw.max_scan_tuples"] = str(self._settings.hnsw_max_scan_tuples)
         return settings
 
-    async def search(
-        self,
-        tenant_id: str,
-        *,
-        text: str,
-        embedding: np.ndarray,
-        k: int,
-        mode: SearchMode = "vector",
-        metadata_filter: dict[str, Any] | None = None,
-    ) -> list[SearchHitPublic]:
-        """The tenant's ``k`` best chunks, best first."""
-        retrieval = await self.retrieve(
-            tenant_id, text=text, embedding=embedding, k=k, mode=mode, metadata_filter=metadata_filter
-        )
-        return retrieval.hits
-
     async def retrieve(
         self,
         tenant_id: str,
@@ -201,7 +185,8 @@ class SearchService:
         mode: SearchMode = "vector",
         metadata_filter: dict[str, Any] | None = None,
     ) -> Retrieval:
-        """:meth:`search`'s hits, with the WAL position of each hit document's chunks as read."""
+        """The tenant's ``k`` best chunks, best first, with the WAL position of each hit document's
+        chunks as this read saw them."""
         parameters = {
             "tenant": tenant_id,
             "embedding": embedding,

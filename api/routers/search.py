@@ -120,10 +120,10 @@ async def search(request: Request) -> Response:
         headers["Tidewire-Read-After"] = "satisfied" if satisfied else "timeout"
     # 4. Search.
     embedding = await services.embedder.embed(q, tenant_id=tenant_id)
-    hits = await services.search.search(
+    retrieval = await services.search.retrieve(
         tenant_id, text=q, embedding=embedding, k=k, mode=mode, metadata_filter=metadata_filter
     )
-    hits_json = _HITS.dump_json(hits)
+    hits_json = _HITS.dump_json(retrieval.hits)
     if key is not None:
         cache.put(key, hits_json, stamp)
     return search_answer(q, services.embedder.model_id, started, hits_json, headers)

@@ -183,15 +183,21 @@ def test_all_providers_failing_ends_with_an_error_event(
     assert events[-1].json()["code"] == "no_provider" and events[-1].id
 
 
-def test_deleting_a_source_document_invalidates_its_cached_answers(
-    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
-) -> None:
-    tenant = tenant_factory("cache-del")
+def index_light(documents: Documents, tenant: Tenant) -> str:
+    """Genesis 1:3 as the tenant's document ``light``, waited for until indexed; its id."""
     document_id = tenant.doc("light")
     documents.wait_indexed(
         document_id,
         documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
     )
+    return document_id
+
+
+def test_deleting_a_source_document_invalidates_its_cached_answers(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    tenant = tenant_factory("cache-del")
+    document_id = index_light(documents, tenant)
     first = chat(api_url, tenant, "What did God say about light?")
     answer_id = first[-1].json()["answer_id"]
     assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is True
@@ -219,11 +225,7 @@ def test_an_answer_whose_source_changed_while_it_was_generated_is_not_reused(
 ) -> None:
     llm, llm_url = fake_llm
     tenant = tenant_factory("cache-race")
-    document_id = tenant.doc("light")
-    documents.wait_indexed(
-        document_id,
-        documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
-    )
+    document_id = index_light(documents, tenant)
     # "slow" streams for about 10 s: the source changes and is indexed again in the meantime.
     providers = [{"kind": "openai", "name": "slow", "base_url": f"{llm_url}/v1", "model": "slow"}]
     with api_factory(chat_providers=providers) as url, ThreadPoolExecutor(1) as pool:
@@ -250,11 +252,7 @@ def test_an_answer_built_before_a_change_that_committed_during_its_retrieval_is_
     change. Reproduced without timing by leaving the state row such a write leaves (a newer WAL position,
     an ``indexed_at`` before the answer's ``created_at``) and no notification."""
     tenant = tenant_factory("cache-window")
-    document_id = tenant.doc("light")
-    documents.wait_indexed(
-        document_id,
-        documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
-    )
+    document_id = index_light(documents, tenant)
     first = chat(api_url, tenant, "What did God say about light?")
     assert first[-1].json()["cached"] is False
     assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is True
@@ -275,11 +273,7 @@ def test_a_cached_answer_whose_source_left_the_tenant_is_not_reused(
     """A source document moved to another tenant: the answer's tenant can no longer see it, so the
     answer is not reused even before its notification arrives (here: none is sent)."""
     tenant = tenant_factory("cache-moved")
-    document_id = tenant.doc("light")
-    documents.wait_indexed(
-        document_id,
-        documents.upsert(tenant.name, document_id, "Genesis 1:3", "And God said, Let there be light."),
-    )
+    document_id = index_light(documents, tenant)
     assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is False
     assert chat(api_url, tenant, "What did God say about light?")[-1].json()["cached"] is True
     documents.query(

@@ -71,13 +71,19 @@ def test_after_the_open_time_one_delivery_probes_and_its_outcome_decides() -> No
     asyncio.run(scenario())
 
 
+async def probing_circuit() -> EndpointCircuit:
+    """A circuit opened by one failure, its open time over, and one delivery admitted as its probe."""
+    clock = Clock()
+    circuit = EndpointCircuit(failures_to_open=1, open_s=30.0, clock=clock)
+    circuit.failed(Admission.DELIVER)
+    clock.now += 31
+    assert await circuit.admit() is Admission.PROBE
+    return circuit
+
+
 def test_deliveries_during_a_probe_wait_for_its_outcome() -> None:
     async def scenario() -> None:
-        clock = Clock()
-        circuit = EndpointCircuit(failures_to_open=1, open_s=30.0, clock=clock)
-        circuit.failed(Admission.DELIVER)
-        clock.now += 31
-        assert await circuit.admit() is Admission.PROBE
+        circuit = await probing_circuit()
         waiting = asyncio.ensure_future(circuit.admit())
         await asyncio.sleep(0.01)
         assert not waiting.done()
@@ -89,11 +95,7 @@ def test_deliveries_during_a_probe_wait_for_its_outcome() -> None:
 
 def test_a_probe_that_ends_without_an_outcome_lets_the_next_delivery_probe() -> None:
     async def scenario() -> None:
-        clock = Clock()
-        circuit = EndpointCircuit(failures_to_open=1, open_s=30.0, clock=clock)
-        circuit.failed(Admission.DELIVER)
-        clock.now += 31
-        assert await circuit.admit() is Admission.PROBE
+        circuit = await probing_circuit()
         circuit.end_probe()  # cancelled, say
         assert await asyncio.wait_for(circuit.admit(), timeout=1) is Admission.PROBE
 
