@@ -24,6 +24,7 @@ from api.events_stream import NotificationHub
 from api.metrics import ApiMetrics
 from api.rate_limit import RateLimiter
 from api.schemas import SearchHitPublic
+from api.search import Retrieval
 from tidewire.events.codec import make_event_codec
 from tidewire.settings import Settings
 
@@ -58,11 +59,12 @@ class Search:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    async def search(self, tenant_id: str, **kwargs: Any) -> list[SearchHitPublic]:
+    async def retrieve(self, tenant_id: str, **kwargs: Any) -> Retrieval:
         self.calls.append({"tenant_id": tenant_id, **kwargs})
         if kwargs.get("text") == "a bug":
             raise RuntimeError("a bug in the search")
-        return [SearchHitPublic(document_id="d", chunk_index=0, score=0.9, text="t", metadata={})]
+        hit = SearchHitPublic(document_id="d", chunk_index=0, score=0.9, text="t", metadata={})
+        return Retrieval(hits=[hit], source_lsns={"d": 1})
 
 
 class Chat:
