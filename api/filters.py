@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from api.errors import ValidationFailedError
+from tidewire.events.models import jsonb_refusal
 
 MAX_FILTER_CHARS = 4_096
 MAX_FILTER_DEPTH = 4
@@ -40,8 +41,10 @@ def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
         raise ValidationFailedError(
             "query.filter: unpaired UTF-16 surrogates (\\ud800-\\udfff) are not allowed"
         )
-    if "\x00" in raw or "\\u0000" in raw:
-        raise ValidationFailedError("query.filter: NUL characters are not allowed")
+    # On the parsed value, not the text: a filter on the literal text backslash-u0000 holds no NUL.
+    refusal = jsonb_refusal(value, path="query.filter")
+    if refusal is not None:
+        raise ValidationFailedError(refusal)
     return value
 
 

@@ -28,6 +28,13 @@ def test_what_jsonb_cannot_take_is_a_validation_error(raw: str, message: str) ->
         )
 
 
+def test_nul_is_refused_in_keys_too_but_a_backslash_before_u0000_is_text() -> None:
+    with pytest.raises(ValidationFailedError, match="NUL"):
+        parse_metadata_filter('{"a\\u0000": 1}')
+    # JSON for the six characters \u0000: an escaped backslash, then "u0000". No NUL in it.
+    assert parse_metadata_filter('{"path": "C:\\\\u0000"}') == {"path": "C:\\u0000"}
+
+
 def test_nesting_up_to_the_limit_and_paired_surrogates_pass() -> None:
     nested = '{"a": ' + "[" * (MAX_FILTER_DEPTH - 1) + "1" + "]" * (MAX_FILTER_DEPTH - 1) + "}"
     assert parse_metadata_filter(nested) is not None
