@@ -14,6 +14,7 @@ import click
 
 from connectors.apply import apply_connectors, connect_client, connector_names
 from connectors.connect_client import ConnectorState
+from connectors.replication_slot import read_slot_health
 from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
 
 name_option = click.option(
@@ -54,9 +55,24 @@ def apply(context: CliContext, as_json: bool) -> None:
 @json_option
 @pass_cli_context
 def connector_status(context: CliContext, name: str | None, as_json: bool) -> None:
-    """Show the connector's and its tasks' states."""
+    """Show the connector's and its tasks' states, and its replication slot's (WAL it holds back)."""
     client = connect_client(context.settings)
-    _print_states([client.status(connector_name) for connector_name in _names(context, name)], as_json)
+    states = [client.status(connector_name) for connector_name in _names(context, name)]
+    slots = [
+        read_slot_health(context.settings.postgres, client.get_config(state.name).get("slot.name", ""))
+        for state in states
+    ]
+    if as_json:
+        documents = [
+            {**asdict(state), "slot": asdict(slot)} for state, slot in zip(states, slots, strict=True)
+        ]
+        print_json(documents[0] if len(documents) == 1 else documents)
+        return
+    for state, slot in zip(states, slots, strict=True):
+        _print_states([state], as_json=False)
+        click.echo(f"  {slot.describe()}")
+        if slot.advice is not None:
+            click.echo(f"  ! {slot.advice}")
 
 
 def _simple_action(verb: str, help_text: str) -> click.Command:

@@ -166,6 +166,13 @@ def test_connector_status_reports_running(local_stack: LocalStack, run_cli: CliR
     state = json.loads(result.stdout)
     assert state["state"] == "RUNNING"
     assert [task["state"] for task in state["tasks"]] == ["RUNNING"]
+    slot = state["slot"]
+    assert slot["name"] == "tidewire_documents" and slot["exists"] is True and slot["problem"] is None
+    assert slot["active"] is True and slot["wal_status"] in ("reserved", "extended")
+    assert slot["retained_bytes"] >= 0
+    text = run_cli("connector", "status")
+    assert text.returncode == 0, text.stderr
+    assert "slot tidewire_documents: active, WAL " in text.stdout and "!" not in text.stdout
 
 
 def test_migrations_are_at_head(local_stack: LocalStack, settings: Settings, run_cli: CliRunner) -> None:
