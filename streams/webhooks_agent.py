@@ -153,7 +153,8 @@ class WebhookDeliverer:
             circuit.failed(admission)
             return rejected(error.__cause__ or error, attempts=policy.attempts)
         finally:
-            circuit.end_probe()
+            if admission is Admission.PROBE:
+                circuit.end_probe()  # also when cancelled: the deliveries waiting on it go on
         circuit.succeeded()
         return None
 
