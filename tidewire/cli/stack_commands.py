@@ -65,7 +65,11 @@ def up(context: CliContext, detach: bool, demo: bool) -> None:
         _wait_for_interrupt()
     finally:
         if not detach:
-            console.print("stopping…")
+            # An impatient second Ctrl-C (or a process manager's repeated SIGTERM) must not abandon the
+            # stop half way and leave services running; every service's stop is bounded in time.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            console.print("stopping… (further interrupts are ignored until every service has stopped)")
             stack.down(progress=_print_progress)
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +23,8 @@ import psutil
 import pytest
 from alembic.script import ScriptDirectory
 
-from tests.integration.conftest import CliRunner
+from tests.conftest import REPO_ROOT
+from tests.integration.conftest import TIDEWIRE, CliRunner
 from tidewire.database import alembic_config
 from tidewire.runtime.readiness import port_is_free
 from tidewire.settings import load_settings
@@ -116,6 +121,47 @@ def test_up_recovers_from_a_crashed_run(isolated: dict[str, str], run_cli: CliRu
     assert "cleaned up records of a crashed run" in result.stderr
     states = _status(run_cli, isolated)["services"]
     assert set(states.values()) == {"running"}, (states, result.stderr)
+
+
+def test_a_second_interrupt_while_a_foreground_up_stops_leaves_nothing_running(
+    isolated: dict[str, str], run_cli: CliRunner
+) -> None:
+    """A foreground `up` stops the whole stack when interrupted. A second interrupt during that stop (an
+    impatient Ctrl-C, a process manager's repeated SIGTERM) is ignored instead of abandoning the stop
+    half way with services still running."""
+    process = subprocess.Popen(
+        [TIDEWIRE, "up"],
+        env={**os.environ, **isolated},
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
+
+    def wait_for_line(fragment: str, timeout_s: float = 240) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if fragment in lines.get(timeout=1):
+                    return
+            except queue.Empty:
+                assert process.poll() is None, f"`up` exited ({process.returncode}) before {fragment!r}"
+        raise AssertionError(f"no {fragment!r} within {timeout_s}s")
+
+    try:
+        wait_for_line("serving until Ctrl-C")
+        process.send_signal(signal.SIGTERM)
+        wait_for_line("stopping")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0  # the stop completed, as after a single interrupt
+    assert set(_status(run_cli, isolated)["services"].values()) == {"stopped"}
+    assert _processes_of(isolated["TIDEWIRE_STATE_DIR"]) == []
 
 
 def test_down_leaves_no_process_and_frees_the_ports(isolated: dict[str, str], run_cli: CliRunner) -> None:
