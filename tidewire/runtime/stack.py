@@ -211,6 +211,10 @@ class LocalStack:
     def down(self, *, purge: bool = False, progress: ProgressCallback = lambda _: None) -> list[str]:
         """Stop every service (newest first) and any stray process of this state directory; refused
         while another ``up`` or ``down`` of it runs."""
+        if not self.paths.run.exists():
+            # No `up` ever ran here (it makes this folder before anything else): there is nothing
+            # to lock, and the state directory is not created just to hold a lock file.
+            return self._down(purge=purge, progress=progress)
         with stack_lock(self.paths.stack_lock, "down"):
             return self._down(purge=purge, progress=progress)
 
