@@ -14,7 +14,7 @@ import click
 
 from connectors.apply import apply_connectors, connect_client, connector_names
 from connectors.connect_client import ConnectorState
-from connectors.replication_slot import read_slot_health
+from connectors.replication_slot import SlotHealth, read_slot_health
 from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
 
 name_option = click.option(
@@ -31,15 +31,22 @@ def _names(context: CliContext, name: str | None) -> list[str]:
     return [name] if name else connector_names(context.settings)
 
 
-def _print_states(states: list[ConnectorState], as_json: bool) -> None:
+def _print_states(states: list[ConnectorState], as_json: bool, slots: list[SlotHealth] | None = None) -> None:
+    """Each connector's state (and, when given, its replication slot's, in the same order)."""
     if as_json:
         documents: list[dict[str, Any]] = [asdict(state) for state in states]
+        for document, slot in zip(documents, slots or [], strict=False):
+            document["slot"] = asdict(slot)
         print_json(documents[0] if len(documents) == 1 else documents)
         return
-    for state in states:
+    for index, state in enumerate(states):
         click.echo(f"{state.name}: {state.state} on {state.worker_id}")
         for task in state.tasks:
             click.echo(f"  task {task.get('id')}: {task.get('state')}")
+        if slots is not None:
+            click.echo(f"  {slots[index].describe()}")
+            if slots[index].advice is not None:
+                click.echo(f"  ! {slots[index].advice}")
 
 
 @connector.command()
@@ -62,17 +69,7 @@ def connector_status(context: CliContext, name: str | None, as_json: bool) -> No
         read_slot_health(context.settings.postgres, client.get_config(state.name).get("slot.name", ""))
         for state in states
     ]
-    if as_json:
-        documents = [
-            {**asdict(state), "slot": asdict(slot)} for state, slot in zip(states, slots, strict=True)
-        ]
-        print_json(documents[0] if len(documents) == 1 else documents)
-        return
-    for state, slot in zip(states, slots, strict=True):
-        _print_states([state], as_json=False)
-        click.echo(f"  {slot.describe()}")
-        if slot.advice is not None:
-            click.echo(f"  ! {slot.advice}")
+    _print_states(states, as_json, slots)
 
 
 def _simple_action(verb: str, help_text: str) -> click.Command:

@@ -137,17 +137,19 @@ class PostgresServer:
             raise ServiceError(f"postgres is not accepting connections: {problem}; see {self.log_file}")
         self.bootstrap()
 
-    def stop(self, *, timeout_s: float = 60) -> None:
+    def stop(self, *, timeout_s: float = 60) -> bool:
+        """Stop the server; whether it was running."""
         if not self.status().running:
             # Nothing to stop, and a stale pid must never be signalled: it may be another program's.
             self._remove_stale_pid_file()
-            return
+            return False
         result = self._run(
             "pg_ctl", "stop", "-w", "-m", "fast", "-t", str(int(timeout_s)), "-D", str(self.data_dir),
             timeout_s=timeout_s + 10,
         )  # fmt: skip
         if result.returncode != 0 and self.status().running:
             raise ServiceError(f"postgres did not stop: {_first_line(result.stderr)}; see {self.log_file}")
+        return True
 
     # -- setup steps -------------------------------------------------------------------------
     def _prepare_directories(self) -> None:

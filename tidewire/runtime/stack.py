@@ -234,9 +234,7 @@ class LocalStack:
 
     def _stop_service(self, name: str) -> bool:
         if name == "postgres":
-            was_running = self.postgres.status().running
-            self.postgres.stop()
-            return was_running
+            return self.postgres.stop()
         record = self.registry.get(name)
         if record is None:
             return False

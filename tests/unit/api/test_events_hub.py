@@ -4,32 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 
 from api.errors import ValidationFailedError
 from api.events_stream import NotificationHub, Subscription, decode_event_id, encode_event_id
 from api.sse import heartbeat, json_event, position_only
+from tests.unit.events.sample_notifications import indexed_notification
 from tidewire.events.codec import make_event_codec
-from tidewire.events.models import Notification, NotificationType
 from tidewire.settings import KafkaSettings
-
-NOW = datetime(2026, 11, 23, tzinfo=UTC)
-
-
-def notification(tenant: str, document: str) -> Notification:
-    return Notification(
-        event_type=NotificationType.INDEXED,
-        tenant_id=tenant,
-        document_id=document,
-        pipeline="documents",
-        chunks=1,
-        model="m",
-        source_committed_at=NOW,
-        indexed_at=NOW,
-        freshness_ms=5,
-    )
 
 
 def hub(buffer: int = 100) -> NotificationHub:
@@ -73,11 +57,11 @@ def test_event_ids_round_trip_and_garbage_is_rejected() -> None:
 
 def test_live_events_go_only_to_their_tenant_with_positions_as_ids() -> None:
     notifications = hub()
-    notifications.publish(0, 0, notification("a", "old"))
+    notifications.publish(0, 0, indexed_notification("a", "old"))
     alice, bob = notifications.subscribe("a"), notifications.subscribe("b")
-    notifications.publish(0, 1, notification("a", "a1"))
-    notifications.publish(1, 0, notification("b", "b1"))
-    notifications.publish(1, 1, notification("a", "a2"))
+    notifications.publish(0, 1, indexed_notification("a", "a1"))
+    notifications.publish(1, 0, indexed_notification("b", "b1"))
+    notifications.publish(1, 1, indexed_notification("a", "a2"))
     assert drain(alice) == [("a1", "0:2"), ("a2", "0:2,1:2")]
     assert drain(bob) == [("b1", "0:2,1:1")]
 
@@ -86,15 +70,15 @@ def test_resume_replays_exactly_what_was_missed_then_continues_live() -> None:
     notifications = hub()
     first = notifications.subscribe("a")
     for offset in range(3):
-        notifications.publish(0, offset, notification("a", f"p0-{offset}"))
-        notifications.publish(1, offset, notification("b" if offset else "a", f"p1-{offset}"))
+        notifications.publish(0, offset, indexed_notification("a", f"p0-{offset}"))
+        notifications.publish(1, offset, indexed_notification("b" if offset else "a", f"p1-{offset}"))
     seen = drain(first)
     last_id = seen[1][1]  # the client saw two events, then disconnected
     notifications.unsubscribe(first)
     resumed = notifications.subscribe("a", decode_event_id(last_id))
     replayed = [event.notification.document_id for event, _ in resumed.replay]
     assert [document for document, _ in seen[:2]] + replayed == [document for document, _ in seen]
-    notifications.publish(0, 3, notification("a", "live"))
+    notifications.publish(0, 3, indexed_notification("a", "live"))
     assert [document for document, _ in drain(resumed)] == ["live"]
 
 
@@ -102,8 +86,8 @@ def test_a_new_subscriber_does_not_get_history_as_live_events() -> None:
     notifications = hub()
     notifications._live_from = {0: 5}
     subscription = notifications.subscribe("a")
-    notifications.publish(0, 3, notification("a", "history"))
-    notifications.publish(0, 5, notification("a", "new"))
+    notifications.publish(0, 3, indexed_notification("a", "history"))
+    notifications.publish(0, 5, indexed_notification("a", "new"))
     assert [document for document, _ in drain(subscription)] == ["new"]
 
 
@@ -111,7 +95,7 @@ def test_a_client_that_falls_too_far_behind_is_cut_off() -> None:
     notifications = hub()
     subscription = notifications.subscribe("a")
     for offset in range(11):
-        notifications.publish(0, offset, notification("a", f"d{offset}"))
+        notifications.publish(0, offset, indexed_notification("a", f"d{offset}"))
     assert subscription.overflowed and notifications.subscriber_count == 0
 
 
@@ -141,7 +125,9 @@ def test_listeners_get_live_changes_only_not_the_history_replayed_at_start() -> 
         heard.append((tenant, sorted(documents)))
 
     notifications.add_listener(listener)
-    encoded = {name: codec.encode(notification("a", name), topic="t") for name in ("old-1", "old-2", "new")}
+    encoded = {
+        name: codec.encode(indexed_notification("a", name), topic="t") for name in ("old-1", "old-2", "new")
+    }
     asyncio.run(
         notifications.handle_batches(
             {0: [(1, encoded["old-1"]), (2, encoded["old-2"]), (3, encoded["new"]), (4, b"garbage")]}
@@ -170,8 +156,8 @@ def test_early_listeners_hear_every_tenant_before_any_subscriber_gets_the_batch(
     notifications.add_listener(search_cache, before_delivery=True)
     batch = {
         0: [
-            (0, codec.encode(notification("a", "a1"), topic="t")),
-            (1, codec.encode(notification("b", "b1"), topic="t")),
+            (0, codec.encode(indexed_notification("a", "a1"), topic="t")),
+            (1, codec.encode(indexed_notification("b", "b1"), topic="t")),
         ]
     }
     asyncio.run(notifications.handle_batches(batch))
@@ -186,7 +172,7 @@ def drain_peek(subscription: Subscription) -> list[object]:
 def test_partitions_the_topic_does_not_have_are_left_out_of_a_resumed_clients_ids() -> None:
     notifications = hub()
     for offset in range(3):
-        notifications.publish(0, offset, notification("a", f"p0-{offset}"))
+        notifications.publish(0, offset, indexed_notification("a", f"p0-{offset}"))
     padded = ",".join(["0:1", *(f"{partition}:0" for partition in range(100, 400))])
     resumed = notifications.subscribe("a", decode_event_id(padded))
     assert [(event.notification.document_id, event_id) for event, event_id in resumed.replay] == [

@@ -4,7 +4,6 @@ recorder, and a deliverer wired to real receivers."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import httpx
 
@@ -14,10 +13,10 @@ from streams.metrics import StreamMetrics
 from streams.retry import RetryPolicy
 from streams.webhook_circuits import EndpointCircuits
 from streams.webhooks_agent import WebhookDeliverer
-from tidewire.events import EventCodec, Notification, NotificationType, make_event_codec
+from tests.unit.events.sample_notifications import indexed_notification
+from tidewire.events import EventCodec, make_event_codec
 from tidewire.settings import KafkaSettings, WebhookEndpoint
 
-NOW = datetime(2026, 11, 24, tzinfo=UTC)
 TOPIC = "tidewire.notifications"
 
 
@@ -33,17 +32,7 @@ class DeadLetters:
 
 def notification_message(codec: EventCodec, document_id: str, offset: int) -> RawMessage:
     """A ``document.indexed`` notification of tenant ``acme``, encoded as the topic carries it."""
-    notification = Notification(
-        event_type=NotificationType.INDEXED,
-        tenant_id="acme",
-        document_id=document_id,
-        pipeline="documents",
-        chunks=1,
-        model="m",
-        source_committed_at=NOW,
-        indexed_at=NOW,
-        freshness_ms=5,
-    )
+    notification = indexed_notification("acme", document_id)
     return RawMessage(
         MessageRef(TOPIC, 0, offset), document_id.encode(), codec.encode(notification, topic=TOPIC)
     )
