@@ -47,9 +47,10 @@ test-unit: $(INSTALLED) ## Only the fast tests (no stack)
 
 check: lint test ## Lint, then all tests
 
-lint: $(INSTALLED) ## ruff check and format check
+lint: $(INSTALLED) ## ruff check and format check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(INSTALLED) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .

@@ -20,6 +20,7 @@ from api.db import TenantDatabase, make_pool
 from api.deps import Services
 from api.embedding import QueryEmbedder, TextEmbedder
 from api.errors import install_error_handlers
+from api.event_ids import EventIdCodec
 from api.events_stream import NotificationHub
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
@@ -69,6 +70,9 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
             bootstrap_servers=settings.kafka.bootstrap,
             topic=settings.topics.notifications,
             codec=make_event_codec(settings.kafka),
+            event_ids=EventIdCodec(
+                (api.event_id_secret or settings.postgres.api_password).get_secret_value().encode()
+            ),
             buffer_size=api.events_buffer,
             client_queue=api.events_client_queue,
         )

@@ -72,5 +72,5 @@ class TenantDatabase:
         parameters = [item for pair in zip(names, values, strict=True) for item in pair]
         with unavailable_database_as_503():
             async with self.pool.connection() as connection, connection.transaction():
-                await connection.execute(f"SELECT {select}", parameters)  # type: ignore[arg-type]
+                await connection.execute(f"SELECT {select}", parameters)
                 yield connection  # type: ignore[misc]

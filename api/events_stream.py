@@ -4,10 +4,10 @@
 commits nothing and every API process sees every event), keeps the last ``events_buffer`` events
 in memory, and hands each one to the subscriptions of its tenant.
 
-Event ids are Kafka positions: ``"0:42,1:17,..."`` lists, for every partition, the offset of the
-next notification the client has not seen. A client that reconnects with ``Last-Event-ID`` gets
+An event id is a Kafka position, sealed (:mod:`api.event_ids`): for every partition, the offset of
+the next notification the client has not seen. A client that reconnects with ``Last-Event-ID`` gets
 every buffered event of its tenant past that position, then the live stream — nothing twice and,
-as long as the gap is still buffered, nothing missed. The id is a whole vector, not the position
+as long as the gap is still buffered, nothing missed. The position is a whole vector, not the offset
 of one message, because a tenant's events interleave partitions.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from confluent_kafka import KafkaException
 
-from api.errors import ValidationFailedError
+from api.event_ids import EventIdCodec, Positions
 from tidewire.errors import TidewireError
 from tidewire.events.codec import EventCodec
 from tidewire.events.models import Notification
@@ -34,36 +33,11 @@ from tidewire.kafka_clients import admin_client, forward_client_log
 
 logger = logging.getLogger(__name__)
 
-MAX_EVENT_ID_CHARS = 2_048
-_POSITION_ITEM = re.compile(r"(\d{1,5}):(\d{1,19})")
 
-Positions = dict[int, int]
 # listener(tenant_id, {document_id: indexed_at}) for every consumed batch of live notifications
 # (those published after the hub started, or after its last position on a reconnect).
-InvalidationListener = Callable[[str, dict[str, datetime]], Awaitable[None]]
-
-
-def encode_event_id(positions: Mapping[int, int]) -> str:
-    """``{0: 42, 1: 17}`` → ``"0:42,1:17"``."""
-    return ",".join(f"{partition}:{offset}" for partition, offset in sorted(positions.items()))
-
-
-def decode_event_id(event_id: str) -> Positions:
-    """The positions in a ``Last-Event-ID``; :class:`ValidationFailedError` for anything malformed."""
-    if len(event_id) > MAX_EVENT_ID_CHARS:
-        raise ValidationFailedError("header.last-event-id: too long")
-    positions: Positions = {}
-    for item in event_id.strip().split(","):
-        match = _POSITION_ITEM.fullmatch(item.strip())
-        if match is None:
-            raise ValidationFailedError(
-                "header.last-event-id: expected partition:offset pairs, e.g. 0:42,1:17 (use an id this API sent)"
-            )
-        offset = int(match.group(2))
-        if offset >= 2**63:
-            raise ValidationFailedError("header.last-event-id: offset out of range")
-        positions[int(match.group(1))] = offset
-    return positions
+# What a listener returns (a count of what it dropped, say) is not used.
+InvalidationListener = Callable[[str, dict[str, datetime]], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -99,6 +73,7 @@ class NotificationHub:
         bootstrap_servers: str,
         topic: str,
         codec: EventCodec,
+        event_ids: EventIdCodec,
         buffer_size: int,
         client_queue: int,
         retry_s: float = 2.0,
@@ -106,6 +81,7 @@ class NotificationHub:
         self._bootstrap = bootstrap_servers
         self.topic = topic
         self._codec = codec
+        self.event_ids = event_ids
         self._buffer: deque[HubEvent] = deque(maxlen=buffer_size)
         self._client_queue = client_queue
         self._retry_s = retry_s
@@ -177,7 +153,7 @@ class NotificationHub:
                     continue
                 cursor[event.partition] = event.offset + 1
                 if event.notification.tenant_id == tenant_id:
-                    replay.append((event, encode_event_id(cursor)))
+                    replay.append((event, self.event_ids.encode(tenant_id, cursor)))
             start = {p: max(cursor.get(p, 0), self.positions.get(p, 0)) for p in {*cursor, *self.positions}}
             subscription = Subscription(tenant_id, start, queue, replay)
         self._subscribers.add(subscription)
@@ -188,7 +164,7 @@ class NotificationHub:
 
     def encode_start(self, subscription: Subscription) -> str:
         """The id of a subscription's starting position (sent before its first event)."""
-        return encode_event_id(subscription.start)
+        return self.event_ids.encode(subscription.tenant_id, subscription.start)
 
     def _close(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
@@ -202,10 +178,12 @@ class NotificationHub:
             return
         event = HubEvent(partition, offset, notification)
         self._buffer.append(event)
-        event_id = encode_event_id(self.positions)
+        event_id: str | None = None  # sealed for the event's tenant, once, if anyone wants the event
         for subscription in list(self._subscribers):
             if not subscription.wants(event, self._live_from):
                 continue
+            if event_id is None:
+                event_id = self.event_ids.encode(notification.tenant_id, self.positions)
             try:
                 subscription.queue.put_nowait((event, event_id))
             except asyncio.QueueFull:

@@ -187,16 +187,17 @@ class SearchService:
     ) -> Retrieval:
         """The tenant's ``k`` best chunks, best first, with the WAL position of each hit document's
         chunks as this read saw them."""
+        limit = k if mode == "vector" else max(k * 4, 40)
         parameters = {
             "tenant": tenant_id,
             "embedding": embedding,
             "filter": Jsonb(metadata_filter) if metadata_filter is not None else None,
-            "limit": k if mode == "vector" else max(k * 4, 40),
+            "limit": limit,
             "text": text,
         }
         async with self._database.transaction(tenant_id, self._index_settings()) as connection:
             vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
-            if len(vector_rows) < parameters["limit"]:
+            if len(vector_rows) < limit:
                 # The index scan gave up before finding enough matching rows (a selective filter:
                 # past hnsw.max_scan_tuples), or the tenant has fewer. Such a result set is small,
                 # so an exact scan of it is cheap, and it returns every row there is.

@@ -92,7 +92,7 @@ class WriteResult:
         return self.rows / self.seconds if self.seconds > 0 else math.inf
 
 
-def write_rows(plan: WritePlan, written: Synchronized[int] | None = None) -> WriteResult:  # type: ignore[type-arg]
+def write_rows(plan: WritePlan, written: Synchronized[int] | None = None) -> WriteResult:
     """Insert ``plan.rows`` into ``plan.table`` on the plan's schedule (runs in the writer process).
 
     ``written`` (shared with the parent) is updated after every commit.
@@ -130,7 +130,7 @@ def write_rows(plan: WritePlan, written: Synchronized[int] | None = None) -> Wri
     return WriteResult(total, transactions, started_at, finished_at, max_backlog)
 
 
-def _writer_process_main(plan: WritePlan, written: Synchronized[int], results: Connection) -> None:  # type: ignore[type-arg]
+def _writer_process_main(plan: WritePlan, written: Synchronized[int], results: Connection) -> None:
     # The child's only way to report: a WriteResult, or the one-line reason it failed.
     try:
         results.send(write_rows(plan, written))
@@ -146,7 +146,7 @@ class WriterProcess:
     def __init__(self, plan: WritePlan) -> None:
         context = multiprocessing.get_context("spawn")
         self.plan = plan
-        self.written: Synchronized[int] = context.Value("q", 0)  # type: ignore[type-arg, assignment]
+        self.written: Synchronized[int] = context.Value("q", 0)
         self._results, child_end = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_writer_process_main,

@@ -47,8 +47,8 @@ class SlotHealth:
             return (
                 "the WAL this slot needed was removed (max_slot_wal_keep_size): changes made since never "
                 "reached Kafka. Recover: `tidewire connector delete`, then in Postgres "
-                f"SELECT pg_drop_replication_slot('{self.name}'), then `tidewire connector apply` and "
-                "`tidewire reindex`"
+                f"SELECT pg_drop_replication_slot('{self.name}'), then `tidewire connector apply`, "
+                "`tidewire reindex` and `tidewire orphans prune`"
             )
         if self.wal_status == "unreserved":
             return (

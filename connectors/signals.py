@@ -60,7 +60,7 @@ def request_incremental_snapshot(
 def _payloads(
     connection: psycopg.Connection[tuple[object, ...]], spec: PipelineSpec, document_ids: Sequence[str]
 ) -> list[tuple[str, int | None]]:
-    base = {"data-collections": [spec.source_table], "type": "incremental"}
+    base: dict[str, object] = {"data-collections": [spec.source_table], "type": "incremental"}
     if not document_ids:
         return [(json.dumps(base), None)]
     # The filter is SQL that Debezium appends to its snapshot query: every id a quoted literal, left

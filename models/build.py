@@ -340,11 +340,11 @@ def _quantize_int8(plain_fp32_path: Path, int8_path: Path, source: ModelSource) 
 
     model = onnx.load(plain_fp32_path)
     tokenizer = Tokenizer.from_file(str(source.tokenizer_file))
-    special = {name: tokenizer.token_to_id(name) for name in ("[CLS]", "[SEP]")}
-    if None in special.values():
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    if cls_id is None or sep_id is None:
         raise ModelBuildError(f"int8: {source.tokenizer_file} has no [CLS]/[SEP] token")
     calibration = calibration_token_ids(
-        tokenizer.get_vocab(), cls_id=special["[CLS]"], sep_id=special["[SEP]"], policy=INT8_OUTLIER_POLICY
+        tokenizer.get_vocab(), cls_id=cls_id, sep_id=sep_id, policy=INT8_OUTLIER_POLICY
     )
     split = split_outlier_channels(model, measure_channel_maxima(model, calibration), INT8_OUTLIER_POLICY)
     if not split.float_matmul_names:

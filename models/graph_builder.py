@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -44,7 +45,7 @@ class _GraphAssembler:
     _constants: dict[tuple[str, bytes], str] = field(default_factory=dict)
     _counter: int = 0
 
-    def node(self, op_type: str, inputs: list[str], prefix: str, **attributes: object) -> str:
+    def node(self, op_type: str, inputs: list[str], prefix: str, **attributes: Any) -> str:
         """Append one node named after its block (``prefix``); return its output tensor name."""
         self._counter += 1
         output = f"{prefix}/{op_type}_{self._counter}"

@@ -29,7 +29,7 @@ def broker_url(bootstrap: str) -> str:
 def create_app(
     settings: Settings, *, web_port: int | None = None, context: StreamContext | None = None
 ) -> faust.App:
-    """A configured Faust app with the embed, ingest and webhooks agents registered.
+    """A configured Faust app with the embed, ingest and webhook agents (one per endpoint) registered.
 
     ``web_port`` is this worker's Faust web server port (``None`` or 0: no web server).
     """

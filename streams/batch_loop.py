@@ -20,8 +20,10 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Generic, NoReturn, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, NoReturn, TypeVar, cast
+
+import faust
 
 from streams.messages import MessageRef, RawMessage
 
@@ -31,6 +33,13 @@ logger = logging.getLogger(__name__)
 EXIT_BATCH_FAILED = 75
 
 Result = TypeVar("Result")
+
+
+def event_batches(stream: faust.StreamT, max_events: int, *, within_s: float) -> AsyncIterator[Sequence[Any]]:
+    """The agent's events in batches (``Stream.take_events``): each as soon as it holds ``max_events``
+    or ``within_s`` has passed since its first event."""
+    # Agents are handed a StreamT, whose protocol does not declare take_events; the Stream it is does.
+    return cast("faust.Stream[Any]", stream).take_events(max_events, within=within_s)
 
 
 def raw_message(event: Any) -> RawMessage:

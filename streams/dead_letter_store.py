@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 from tidewire.errors import ServiceError
 from tidewire.events import DeadLetter, InvalidEventError, make_event_codec
 from tidewire.kafka_clients import consumer as kafka_consumer
-from tidewire.kafka_clients import producer as kafka_producer
+from tidewire.kafka_clients import produce_and_wait
 from tidewire.settings import Settings
 
 _TIMEOUT_S = 10.0
@@ -102,11 +102,11 @@ def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
             message = consumer.poll(_TIMEOUT_S)
             if message is None:
                 raise ServiceError(f"reading {topic} stalled; is Kafka up (`tidewire status`)?")
-            if message.error() is not None:
-                if message.partition() in remaining and message.offset() >= ends.get(message.partition(), 0):
-                    remaining.discard(message.partition())
-                continue
             partition, offset = message.partition(), message.offset()
+            if message.error() is not None or partition is None or offset is None:
+                if partition in remaining and offset is not None and offset >= ends.get(partition, 0):
+                    remaining.discard(partition)
+                continue
             if offset + 1 >= ends[partition]:
                 remaining.discard(partition)
             try:
@@ -120,20 +120,6 @@ def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
 
 def redrive(settings: Settings, letters: Sequence[StoredDeadLetter]) -> int:
     """Produce each dead letter's original key and value to its original topic; return how many."""
-    producer = kafka_producer(settings.kafka.bootstrap, {"acks": "all"})
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    for stored in letters:
-        letter = stored.letter
-        producer.produce(letter.topic, key=letter.key, value=letter.value, on_delivery=delivered)
-    remaining = producer.flush(30)
-    if failures or remaining:
-        raise ServiceError(
-            f"re-driving failed for {len(failures) + remaining} of {len(letters)} messages: "
-            f"{failures[0] if failures else 'timed out'}; check Kafka and run it again"
-        )
+    messages = [(stored.letter.topic, stored.letter.key, stored.letter.value) for stored in letters]
+    produce_and_wait(settings.kafka.bootstrap, messages, what="re-driving")
     return len(letters)

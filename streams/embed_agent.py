@@ -12,7 +12,7 @@ from typing import Any
 
 import faust
 
-from streams.batch_loop import CommitBehind, process_or_exit, raw_message
+from streams.batch_loop import CommitBehind, event_batches, process_or_exit, raw_message
 from streams.context import StreamContext
 from streams.embed_batch import BatchResult, EmbedBatchProcessor
 from streams.messages import RawMessage
@@ -51,8 +51,8 @@ def register_embed_agent(app: faust.App, context: StreamContext) -> None:
                 await processor.reconcile(prepared, previous)
             commits.begin(events, messages, processor.commit(prepared), blocks_preparation=prepared.truncates)
 
-        async for events in stream.take_events(
-            streams_settings.batch_max_events, within=streams_settings.batch_max_wait_s
+        async for events in event_batches(
+            stream, streams_settings.batch_max_events, within_s=streams_settings.batch_max_wait_s
         ):
             await process_or_exit(
                 AGENT, [raw_message(event) for event in events], functools.partial(index, events)

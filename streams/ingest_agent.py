@@ -28,7 +28,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from streams.batch_loop import process_or_exit, raw_message
+from streams.batch_loop import event_batches, process_or_exit, raw_message
 from streams.context import StreamContext
 from streams.dead_letters import DeadLetterHandler, Rejection, rejection
 from streams.errors import PoisonEventError
@@ -280,7 +280,7 @@ def register_ingest_agent(app: faust.App, context: StreamContext) -> None:
             dead_letters=context.dead_letter_handler(resources, AGENT),
             metrics=context.metrics,
         )
-        async for events in stream.take_events(
-            settings.streams.batch_max_events, within=settings.streams.batch_max_wait_s
+        async for events in event_batches(
+            stream, settings.streams.batch_max_events, within_s=settings.streams.batch_max_wait_s
         ):
             await process_or_exit(AGENT, [raw_message(event) for event in events], processor.process)

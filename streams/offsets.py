@@ -67,7 +67,7 @@ def reset_offsets(
         if to == "earliest"
         else OffsetSpec.latest()
         if to == "latest"
-        else OffsetSpec.for_timestamp(int(to.timestamp() * 1000))  # type: ignore[union-attr]
+        else OffsetSpec.for_timestamp(int(to.timestamp() * 1000))
     )
     try:
         listed = admin.list_offsets({partition: spec for partition in partitions}, request_timeout=_TIMEOUT_S)
@@ -95,7 +95,7 @@ def _partitions(admin: AdminClient, topics: Sequence[str]) -> list[TopicPartitio
         metadata = admin.list_topics(timeout=_TIMEOUT_S)
     except KafkaException as error:
         raise ServiceError(f"cannot reach Kafka at {admin}: {error}") from None
-    partitions = []
+    partitions: list[TopicPartition] = []
     for topic in topics:
         if topic not in metadata.topics:
             continue  # nothing was ever produced: nothing to replay

@@ -31,10 +31,10 @@ def redeliver(settings: Settings, letters: Sequence[DeadLetter]) -> int:
     once; the failures are reported together, after the others were delivered.
     """
     endpoints = {endpoint.url: endpoint for endpoint in settings.streams.webhooks}
-    missing = sorted({letter.destination for letter in letters if letter.destination not in endpoints})
+    missing = sorted({str(letter.destination) for letter in letters if letter.destination not in endpoints})
     if missing:
         raise ConfigurationError(
-            f"no [[streams.webhooks]] endpoint {', '.join(str(url) for url in missing)} in the settings: "
+            f"no [[streams.webhooks]] endpoint {', '.join(missing)} in the settings: "
             "its secret signs the re-delivery; configure it again or leave these dead letters"
         )
     codec = make_event_codec(settings.kafka)

@@ -1,10 +1,11 @@
-"""The ``webhooks`` agent: every notification, POSTed and signed to each registered endpoint.
+"""The ``webhooks`` agents: every notification, POSTed and signed to each registered endpoint.
 
+Each endpoint has an agent of its own, so an endpoint that is down holds up only its own deliveries.
 Deliveries of a batch run concurrently; each is retried with exponential backoff, and after its
 last attempt it becomes a dead letter (stage DELIVER, ``destination`` = the endpoint URL) so it can
 be re-driven. Only then is the batch acknowledged. An endpoint whose deliveries keep failing every
 attempt has its circuit opened (:mod:`streams.webhook_circuits`): its deliveries are dead-lettered
-without being tried for a while, so it does not hold up the batches of the others.
+without being tried for a while, so its batches do not each wait for a whole retry schedule.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import replace
 import faust
 import httpx
 
-from streams.batch_loop import process_or_exit, raw_message
+from streams.batch_loop import event_batches, process_or_exit, raw_message
 from streams.context import StreamContext
 from streams.dead_letters import DeadLetterHandler, Rejection
 from streams.errors import DeliveryError
@@ -160,11 +161,15 @@ class WebhookDeliverer:
 
 
 def register_webhooks_agent(app: faust.App, context: StreamContext) -> None:
-    """Subscribe the webhooks agent to the notifications topic (only when endpoints are configured)."""
+    """Subscribe one agent per configured endpoint to the notifications topic (none without endpoints).
+
+    Each endpoint has its own agent, so its own batches: an endpoint that is down holds only its own
+    deliveries while they are retried, not the other endpoints'. Faust acknowledges a notification once
+    every agent has, so the consumer group's offset still waits for every endpoint (at-least-once).
+    """
     settings = context.settings
-    endpoints = settings.streams.webhooks
-    if not endpoints:
-        return
+    if not settings.streams.webhooks:
+        return  # nothing subscribes to the notifications topic
     topic = app.topic(settings.topics.notifications, value_type=bytes, value_serializer="raw")
     policy = RetryPolicy(
         attempts=settings.streams.webhook_attempts,
@@ -172,13 +177,27 @@ def register_webhooks_agent(app: faust.App, context: StreamContext) -> None:
         max_backoff_s=settings.streams.webhook_max_backoff_s,
         jitter=0.5,
     )
+    for index, endpoint in enumerate(settings.streams.webhooks):
+        _register_endpoint_agent(app, context, topic, endpoint, policy, name=f"{AGENT}-{index}")
 
-    @app.agent(topic, name=AGENT, concurrency=1)
-    async def webhooks(stream: faust.StreamT) -> None:  # pragma: no cover - exercised by integration tests
+
+def _register_endpoint_agent(
+    app: faust.App,
+    context: StreamContext,
+    topic: faust.TopicT,
+    endpoint: WebhookEndpoint,
+    policy: RetryPolicy,
+    *,
+    name: str,
+) -> None:
+    settings = context.settings
+
+    @app.agent(topic, name=name, concurrency=1)
+    async def deliver_to_endpoint(stream: faust.StreamT) -> None:  # pragma: no cover - integration tests
         resources = await context.open(app)
         async with httpx.AsyncClient(timeout=settings.streams.webhook_timeout_s) as client:
             deliverer = WebhookDeliverer(
-                endpoints=endpoints,
+                endpoints=[endpoint],
                 client=client,
                 codec=resources.codec,
                 topic=settings.topics.notifications,
@@ -191,5 +210,5 @@ def register_webhooks_agent(app: faust.App, context: StreamContext) -> None:
                     open_s=settings.streams.webhook_circuit_open_s,
                 ),
             )
-            async for events in stream.take_events(100, within=settings.streams.batch_max_wait_s):
+            async for events in event_batches(stream, 100, within_s=settings.streams.batch_max_wait_s):
                 await process_or_exit(AGENT, [raw_message(event) for event in events], deliverer.process)

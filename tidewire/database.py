@@ -33,10 +33,21 @@ def alembic_config(settings: PostgresSettings) -> Config:
     return config
 
 
-def revision_module(config: Config, revision_id: str) -> ModuleType:
+def running_migration_config() -> Config:
+    """The Alembic configuration of the migration running now (:func:`alembic_config`'s), for the
+    values it carries (role names, the API password) and for :func:`revision_module`."""
+    from alembic import op  # bound only while Alembic runs a migration
+
+    config = op.get_context().config
+    if config is None:
+        raise StorageError("migrations run only through `tidewire db upgrade` / `tidewire db downgrade`")
+    return config
+
+
+def revision_module(revision_id: str) -> ModuleType:
     """An earlier (frozen) migration's module, for a later one that builds on or restores its
-    definitions instead of copying them."""
-    script = ScriptDirectory.from_config(config).get_revision(revision_id)
+    definitions instead of copying them (called while a migration runs)."""
+    script = ScriptDirectory.from_config(running_migration_config()).get_revision(revision_id)
     if script is None:
         raise StorageError(
             f"migration {revision_id} is missing from the migrations folder; reinstall tidewire"
@@ -80,7 +91,7 @@ def current_revision(settings: PostgresSettings) -> str | None:
         engine.dispose()
 
 
-def _run_alembic(action, settings: PostgresSettings, revision: str) -> None:  # type: ignore[no-untyped-def]
+def _run_alembic(action, settings: PostgresSettings, revision: str) -> None:
     try:
         action(alembic_config(settings), revision)
     except SqlAlchemyOperationalError as error:

@@ -103,7 +103,7 @@ def show_search_example(settings: Settings, api_key: str, console: Console) -> N
     """A semantic search through the read API, as a client would make it."""
     response = requests.get(
         f"{settings.api.url}/v1/search",
-        params={"q": DEMO_QUERY, "k": 5},
+        params={"q": DEMO_QUERY, "k": "5"},
         headers={"Authorization": f"Bearer {api_key}"},
         timeout=30,
     )

@@ -13,11 +13,13 @@ when a client is destroyed are dropped: every failure they describe also reaches
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
+
+from tidewire.errors import ServiceError
 
 CLIENT_LOGGER_NAME = "tidewire.kafka.client"
 """The logger that receives librdkafka's lines (its syslog levels mapped to Python's)."""
@@ -37,6 +39,45 @@ def admin_client(bootstrap: str, extra: Mapping[str, Any] | None = None) -> Admi
 def producer(bootstrap: str, extra: Mapping[str, Any] | None = None) -> Producer:
     """A producer to the cluster at ``bootstrap``; ``extra``: more librdkafka properties."""
     return Producer(_configuration(bootstrap, extra))
+
+
+# A message to produce: (topic, key, value).
+OutgoingMessage = tuple[str, bytes | None, bytes | None]
+
+_PRODUCE_TIMEOUT_S = 30.0
+
+
+def produce_and_wait(
+    bootstrap: str,
+    messages: Sequence[OutgoingMessage],
+    *,
+    what: str,
+    then: str = "check Kafka and run it again",
+) -> None:
+    """Produce ``messages`` and wait until the brokers acknowledged every one (``acks=all``).
+
+    Keys are hashed with murmur2, as Kafka's Java clients, Debezium and the workers' producer do, so a
+    keyed message lands on the partition where its key's other messages are (librdkafka's default
+    hash, CRC32, would pick another). Raises :class:`ServiceError` naming ``what`` when any failed,
+    followed by ``then``: what the user should know or do.
+    """
+    if not messages:
+        return
+    client = producer(bootstrap, {"acks": "all", "partitioner": "murmur2_random"})
+    failures: list[str] = []
+
+    def delivered(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    for topic, key, value in messages:
+        client.produce(topic, key=key, value=value, on_delivery=delivered)
+    remaining = client.flush(_PRODUCE_TIMEOUT_S)
+    if failures or remaining:
+        raise ServiceError(
+            f"{what} failed for {len(failures) + remaining} of {len(messages)} messages: "
+            f"{failures[0] if failures else 'timed out'}; {then}"
+        )
 
 
 def consumer(bootstrap: str, extra: Mapping[str, Any] | None = None) -> Consumer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 
@@ -72,8 +73,8 @@ def _describe(connection: psycopg.Connection[tuple[object, ...]], spec: Pipeline
         table=spec.source_table,
         owner=str(owner),
         replica_identity=_REPLICA_IDENTITY.get(str(replica_identity), str(replica_identity)),
-        columns=tuple(columns),  # type: ignore[call-overload]
-        primary_key=tuple(primary_key),  # type: ignore[call-overload]
+        columns=tuple(str(column) for column in cast(list[object], columns)),
+        primary_key=tuple(str(column) for column in cast(list[object], primary_key)),
     )
 
 

@@ -180,6 +180,11 @@ class ApiSettings(BaseModel):
     key_pepper: SecretStr | None = Field(
         default=None, description="HMAC key mixed into stored API key hashes; changing it revokes every key"
     )
+    event_id_secret: SecretStr | None = Field(
+        default=None,
+        description="Key material of /v1/events ids (every API process needs the same); "
+        "default: derived from postgres.api_password. Changing it makes clients' Last-Event-IDs a 422",
+    )
     key_cache_ttl_s: float = Field(
         default=5.0,
         ge=0,

@@ -81,12 +81,12 @@ class ChatService:
             yield ChatEvent("sources", {"sources": cached.sources})
             for piece in re.findall(r"\S+\s*", cached.answer):
                 yield ChatEvent("token", {"text": piece})
-            usage = {
+            cached_usage = {
                 "provider": cached.provider,
                 "model": cached.model,
                 "cache_distance": round(cached.distance, 4),
             }
-            yield ChatEvent("done", {"answer_id": cached.answer_id, "cached": True, "usage": usage})
+            yield ChatEvent("done", {"answer_id": cached.answer_id, "cached": True, "usage": cached_usage})
             return
         # 3. Retrieve.
         retrieval = await self._search.retrieve(tenant_id, text=question, embedding=embedding, k=k)

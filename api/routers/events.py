@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import ServicesDep, TenantDep
-from api.events_stream import HubEvent, NotificationHub, Subscription, decode_event_id
+from api.events_stream import HubEvent, NotificationHub, Subscription
 from api.metrics import ApiMetrics
 from api.schemas import ERROR_RESPONSES
 from api.sse import heartbeat, json_event, position_only
@@ -29,7 +29,7 @@ async def events(
 ) -> EventSourceResponse:
     """``document.indexed`` / ``document.deleted`` events of the caller's tenant. The first message
     carries only an id (the current position), so even a client that saw no event can resume."""
-    resume = decode_event_id(last_event_id) if last_event_id else None
+    resume = services.hub.event_ids.decode(principal.tenant_id, last_event_id) if last_event_id else None
     subscription = services.hub.subscribe(principal.tenant_id, resume)
     settings = services.settings
     return EventSourceResponse(

@@ -42,7 +42,7 @@ def keys() -> None:
     """Create, list and revoke API keys (each key reads exactly one tenant)."""
 
 
-def _store(context: CliContext):  # type: ignore[no-untyped-def]
+def _store(context: CliContext):
     from api.auth import KeyStore
 
     settings = context.settings

@@ -39,14 +39,16 @@ def _print_states(states: list[ConnectorState], as_json: bool, slots: list[SlotH
             document["slot"] = asdict(slot)
         print_json(documents[0] if len(documents) == 1 else documents)
         return
-    for index, state in enumerate(states):
+    slot_of = dict(zip((state.name for state in states), slots or [], strict=False))
+    for state in states:
         click.echo(f"{state.name}: {state.state} on {state.worker_id}")
         for task in state.tasks:
             click.echo(f"  task {task.get('id')}: {task.get('state')}")
-        if slots is not None:
-            click.echo(f"  {slots[index].describe()}")
-            if slots[index].advice is not None:
-                click.echo(f"  ! {slots[index].advice}")
+        health = slot_of.get(state.name)
+        if health is not None:
+            click.echo(f"  {health.describe()}")
+            if health.advice is not None:
+                click.echo(f"  ! {health.advice}")
 
 
 @connector.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 import click
 from rich.console import Console
@@ -110,7 +111,7 @@ def replay(context: CliContext, since: datetime | None, as_json: bool) -> None:
 
     settings = context.settings
     topics = [settings.topics.cdc_topic(spec.schema_name, spec.table_name) for spec in settings.pipelines]
-    position = since.replace(tzinfo=UTC) if since else "earliest"
+    position: datetime | Literal["earliest"] = since.replace(tzinfo=UTC) if since else "earliest"
     resets = reset_offsets(settings, settings.streams.app_id, topics, position)
     if as_json:
         print_json(
@@ -129,7 +130,7 @@ def replay(context: CliContext, since: datetime | None, as_json: bool) -> None:
     )
 
 
-def _select(context: CliContext, *, stage: str | None, source_topic: str | None) -> list:  # type: ignore[type-arg]
+def _select(context: CliContext, *, stage: str | None, source_topic: str | None) -> list:
     from streams.dead_letter_store import read_dead_letters
 
     selected = [
@@ -142,7 +143,7 @@ def _select(context: CliContext, *, stage: str | None, source_topic: str | None)
     return sorted(selected, key=lambda stored: (stored.letter.failed_at, stored.partition, stored.offset))
 
 
-def _by_ids(context: CliContext, letter_ids: tuple[str, ...] | list[str]) -> list:  # type: ignore[type-arg]
+def _by_ids(context: CliContext, letter_ids: tuple[str, ...] | list[str]) -> list:
     from streams.dead_letter_store import read_dead_letters
 
     for letter_id in letter_ids:

@@ -1,4 +1,4 @@
-"""``tidewire reindex`` and ``tidewire lag``: operating a running pipeline."""
+"""``tidewire reindex``, ``tidewire orphans list|prune`` and ``tidewire lag``: operating a running pipeline."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from connectors.signals import request_incremental_snapshot
 from tidewire.cli.app import CliContext, json_option, pass_cli_context, print_json
 from tidewire.consumer_lag import consumer_group_lag
 from tidewire.errors import ConfigurationError
+from tidewire.pipeline_spec import PipelineSpec
+from tidewire.settings import Settings
 
 
 @click.command()
@@ -27,13 +29,7 @@ def reindex(
 ) -> None:
     """Re-read source rows through the connector (a Debezium incremental snapshot), live changes continuing."""
     settings = context.settings
-    if pipeline_name is not None:
-        pipelines = [settings.pipeline(pipeline_name)]
-    elif document_ids and len(settings.pipelines) > 1:
-        known = ", ".join(pipeline.name for pipeline in settings.pipelines)
-        raise ConfigurationError(f"--document needs --pipeline when there are several pipelines ({known})")
-    else:
-        pipelines = settings.pipelines
+    pipelines = _selected_pipelines(settings, pipeline_name, document_ids)
     signals = [
         signal
         for pipeline in pipelines
@@ -47,6 +43,89 @@ def reindex(
         click.echo(
             f"{signal.pipeline}: incremental snapshot of {signal.table} requested ({scope}), signal {signal.signal_id}"
         )
+
+
+@click.group()
+def orphans() -> None:
+    """Indexed documents whose source rows are gone but whose deletes never arrived (a lost slot)."""
+
+
+_pipeline_option = click.option(
+    "--pipeline", "pipeline_name", default=None, help="Only this pipeline (default: all)."
+)
+_document_option = click.option(
+    "--document",
+    "document_ids",
+    multiple=True,
+    help="Look only at this document id (repeatable); needs --pipeline when there are several.",
+)
+
+
+@orphans.command("list")
+@_pipeline_option
+@_document_option
+@json_option
+@pass_cli_context
+def list_orphans(
+    context: CliContext, pipeline_name: str | None, document_ids: tuple[str, ...], as_json: bool
+) -> None:
+    """List indexed documents that have no row in their pipeline's source table; change nothing."""
+    _orphans_command(context, pipeline_name, document_ids, as_json=as_json, dry_run=True)
+
+
+@orphans.command("prune")
+@_pipeline_option
+@_document_option
+@json_option
+@pass_cli_context
+def prune_orphans_command(
+    context: CliContext, pipeline_name: str | None, document_ids: tuple[str, ...], as_json: bool
+) -> None:
+    """Remove indexed documents that have no row in their source table; their tenants get document.deleted."""
+    _orphans_command(context, pipeline_name, document_ids, as_json=as_json, dry_run=False)
+
+
+def _orphans_command(
+    context: CliContext,
+    pipeline_name: str | None,
+    document_ids: tuple[str, ...],
+    *,
+    as_json: bool,
+    dry_run: bool,
+) -> None:
+    from streams.orphan_pruning import prune_orphans  # imported here: it loads the events codec
+
+    settings = context.settings
+    pipelines = _selected_pipelines(settings, pipeline_name, document_ids)
+    results = [
+        prune_orphans(settings, spec, document_ids=document_ids, dry_run=dry_run) for spec in pipelines
+    ]
+    if as_json:
+        fields = (
+            ("pipeline", "table", "orphans")
+            if dry_run
+            else ("pipeline", "table", "orphans", "removed", "kept", "notified")
+        )
+        print_json({"pipelines": [{name: getattr(result, name) for name in fields} for result in results]})
+        return
+    for result in results:
+        if not result.orphans:
+            click.echo(f"{result.pipeline}: every indexed document has its row in {result.table}")
+            continue
+        listed = ", ".join(result.orphans[:10]) + (", ..." if len(result.orphans) > 10 else "")
+        if dry_run:
+            click.echo(
+                f"{result.pipeline}: {len(result.orphans)} document(s) with no row in {result.table}: {listed}"
+            )
+            continue
+        click.echo(
+            f"{result.pipeline}: removed {len(result.removed)} document(s) with no row in {result.table} "
+            f"({listed}); {result.notified} notification(s) sent"
+        )
+        if result.kept:
+            click.echo(
+                f"{result.pipeline}: kept {len(result.kept)} indexed again meanwhile: {', '.join(result.kept)}"
+            )
 
 
 @click.command()
@@ -81,6 +160,18 @@ def lag(context: CliContext, group: str | None, as_json: bool) -> None:
         )
 
 
+def _selected_pipelines(
+    settings: Settings, pipeline_name: str | None, document_ids: tuple[str, ...]
+) -> list[PipelineSpec]:
+    """The pipeline named, or every pipeline; ``--document`` ids need a pipeline when there are several."""
+    if pipeline_name is not None:
+        return [settings.pipeline(pipeline_name)]
+    if document_ids and len(settings.pipelines) > 1:
+        known = ", ".join(pipeline.name for pipeline in settings.pipelines)
+        raise ConfigurationError(f"--document needs --pipeline when there are several pipelines ({known})")
+    return settings.pipelines
+
+
 def register(cli: click.Group) -> None:
-    for command in (reindex, lag):
+    for command in (reindex, orphans, lag):
         cli.add_command(command)

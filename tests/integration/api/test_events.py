@@ -158,6 +158,21 @@ def test_garbage_last_event_id_is_a_clean_422(api_url: str, corpus_tenants: tupl
         assert response.json()["error"]["code"] == "validation_error"
 
 
+def test_an_id_tells_nothing_and_is_a_422_for_any_other_tenant(
+    api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
+) -> None:
+    mine, theirs = tenant_factory("ev-sealed-a"), tenant_factory("ev-sealed-b")
+    with reading(api_url, mine) as reader:
+        reader.next_for(write(documents, mine, "sealed", "A verse whose id is sealed."))
+        sent = reader.last_id
+    assert sent and ":" not in sent and "," not in sent  # no partition:offset pairs in the clear
+    with reading(api_url, mine, sent) as resumed:
+        assert resumed.status == 200
+    response = httpx.get(f"{api_url}/v1/events", headers={**theirs.headers, "Last-Event-ID": sent})
+    assert response.status_code == 422, response.text
+    assert "not an id this API sent to this tenant" in response.json()["error"]["message"]
+
+
 def test_a_deleted_row_comes_as_document_deleted(
     api_url: str, tenant_factory: Callable[[str], Tenant], documents: Documents
 ) -> None:

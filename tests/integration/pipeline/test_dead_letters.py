@@ -346,10 +346,15 @@ def test_dlq_replay_produces_the_original_message_to_its_original_topic(
 
     original_topic = f"itest-redrive-{uuid.uuid4().hex[:8]}"
     ensure_topics(settings, [original_topic])
+    # The original, from a producer that hashes keys as Kafka's Java clients and Debezium do.
+    originals = tail(original_topic)
+    producer.produce(original_topic, key=b"redrive-key", value=b"the original bytes")
+    producer.flush(10)
+    [original] = originals.collect(lambda messages: len(messages) >= 1, timeout_s=30, what="the original")
     letter = DeadLetter(
         topic=original_topic,
-        partition=0,
-        offset=7,
+        partition=original.partition(),
+        offset=original.offset(),
         key=b"redrive-key",
         value=b"the original bytes",
         stage=FailureStage.VALIDATE,
@@ -374,6 +379,8 @@ def test_dlq_replay_produces_the_original_message_to_its_original_topic(
         lambda messages: len(messages) >= 1, timeout_s=30, what="the re-driven message"
     )
     assert (message.key(), message.value()) == (b"redrive-key", b"the original bytes")
+    # Back on its key's partition, among the other messages of its document.
+    assert message.partition() == original.partition()
 
     unknown = run_cli("dlq", "show", "99:99999999")
     assert unknown.returncode != 0 and unknown.stderr.count("\n") == 1 and "no dead letter" in unknown.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 
 from models.chunking import TextChunker
+from streams.app import COMMIT_INTERVAL_S
 from streams.webhook_signing import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.integration.pipeline.conftest import (
     TopicTail,
@@ -20,10 +22,26 @@ from tests.integration.pipeline.conftest import (
     wait_for,
     wait_until_indexed,
 )
+from tidewire.consumer_lag import consumer_group_lag
 from tidewire.events import DeadLetter, FailureStage, Notification, make_event_codec
 from tidewire.settings import Settings
 
 SECRET = "itest-webhook-secret"
+
+
+def webhooks_toml(
+    endpoints: list[tuple[str, str | None]], *, attempts: int, initial_backoff_s: float, max_backoff_s: float
+) -> str:
+    """The `[streams]` retry settings and one `[[streams.webhooks]]` per (url, tenant or None)."""
+    lines = [
+        f"webhook_attempts = {attempts}",
+        f"webhook_initial_backoff_s = {initial_backoff_s}",
+        f"webhook_max_backoff_s = {max_backoff_s}",
+    ]
+    for url, tenant in endpoints:
+        lines += ["[[streams.webhooks]]", f'url = "{url}"', f'secret = "{SECRET}"']
+        lines += [f'tenant = "{tenant}"'] if tenant is not None else []
+    return "\n".join(lines) + "\n"
 
 
 def test_every_indexed_and_deleted_document_is_notified(
@@ -114,6 +132,7 @@ class Receiver:
 
     failures: int
     always_fail_path: str = "/always-fails"
+    down_paths: set[str] = field(default_factory=set)  # refused while listed here
     attempts: dict[str, int] = field(default_factory=dict)
     accepted: list[dict[str, Any]] = field(default_factory=list)
     bad_signatures: list[str] = field(default_factory=list)
@@ -135,9 +154,13 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
                     state.bad_signatures.append(delivery)
                 key = f"{self.path}|{delivery}"
                 state.attempts[key] = state.attempts.get(key, 0) + 1
-                refuse = self.path == state.always_fail_path or state.attempts[key] <= state.failures
+                refuse = (
+                    self.path == state.always_fail_path
+                    or self.path in state.down_paths
+                    or state.attempts[key] <= state.failures
+                )
                 if not refuse:
-                    state.accepted.append(json.loads(body))
+                    state.accepted.append({**json.loads(body), "_path": self.path})
             self.send_response(503 if refuse else 204)
             self.end_headers()
 
@@ -163,9 +186,12 @@ def test_webhooks_are_signed_retried_and_dead_lettered_after_the_last_attempt(
 ) -> None:
     state, url = receiver
     group = worker_group_factory(
-        "webhook_attempts = 3\nwebhook_initial_backoff_s = 0.1\nwebhook_max_backoff_s = 0.5\n"
-        f'[[streams.webhooks]]\nurl = "{url}/hooks"\nsecret = "{SECRET}"\n'
-        f'[[streams.webhooks]]\nurl = "{url}{state.always_fail_path}"\nsecret = "{SECRET}"\ntenant = "hooks-fail"\n'
+        webhooks_toml(
+            [(f"{url}/hooks", None), (f"{url}{state.always_fail_path}", "hooks-fail")],
+            attempts=3,
+            initial_backoff_s=0.1,
+            max_backoff_s=0.5,
+        )
     )
     group.start()
     dlq = tail(settings.topics.dead_letter)
@@ -212,3 +238,118 @@ def test_webhooks_are_signed_retried_and_dead_lettered_after_the_last_attempt(
     assert letter.attempts == 3
     assert "503" in letter.reason
     group.stop_all()
+
+
+def test_an_endpoint_that_is_down_does_not_hold_up_the_deliveries_of_the_others(
+    worker_group_factory: Callable[..., WorkerGroup],
+    receiver: tuple[Receiver, str],
+    db: psycopg.Connection[Any],
+    new_id: Callable[[str], str],
+) -> None:
+    state, url = receiver
+    state.failures = 0  # /hooks accepts at once; the always-failing path refuses every attempt
+    tenant = new_id("hol")
+    # The failing endpoint's schedule: 4 + 8 + 8 + 8 s of backoff, each wait shortened by up to half at
+    # random, so its last attempt comes 14 s after the first at the earliest.
+    attempts = 5
+    group = worker_group_factory(
+        webhooks_toml(
+            [(f"{url}{state.always_fail_path}", tenant), (f"{url}/hooks", tenant)],
+            attempts=attempts,
+            initial_backoff_s=4.0,
+            max_backoff_s=8.0,
+        )
+    )
+    worker = group.start()
+
+    def accepted(document_id: str) -> bool:
+        with state.lock:
+            return any(d["document_id"] == document_id for d in state.accepted)
+
+    def most_attempts_at_the_failing_endpoint() -> int:
+        with state.lock:
+            prefix = f"{state.always_fail_path}|"
+            return max((n for key, n in state.attempts.items() if key.startswith(prefix)), default=0)
+
+    first, second = new_id("hol-first"), new_id("hol-second")
+    for document_id in (first, second):
+        db.execute(
+            "INSERT INTO public.documents (id, tenant_id, title, body) VALUES (%s, %s, 'H', 'b')",
+            (document_id, tenant),
+        )
+        # One batch each: the second notification comes after the first was delivered.
+        wait_for(
+            lambda document_id=document_id: accepted(document_id),
+            timeout_s=60,
+            what=f"{document_id} delivered",
+        )
+    # The healthy endpoint had the second notification while the first was still being retried at the
+    # failing one; with one batch for all endpoints it would have waited for all its attempts.
+    assert 1 <= most_attempts_at_the_failing_endpoint() < attempts
+    # A graceful stop would wait for the failing endpoint's retries; nothing here needs them.
+    group.kill(worker)
+
+
+def test_a_notification_stays_uncommitted_until_every_endpoint_has_it(
+    worker_group_factory: Callable[..., WorkerGroup],
+    receiver: tuple[Receiver, str],
+    settings: Settings,
+    db: psycopg.Connection[Any],
+    new_id: Callable[[str], str],
+    tail: Callable[[str], TopicTail],
+) -> None:
+    state, url = receiver
+    state.failures = 0
+    state.down_paths.add("/down-for-now")
+    tenant = new_id("commit")
+    group = worker_group_factory(
+        # The second attempt 5-10 s after the first: time to look at the committed offset in between.
+        webhooks_toml(
+            [(f"{url}/down-for-now", tenant), (f"{url}/hooks", tenant)],
+            attempts=5,
+            initial_backoff_s=10.0,
+            max_backoff_s=10.0,
+        )
+    )
+    group.start()
+    notifications = tail(settings.topics.notifications)
+    codec = make_event_codec(settings.kafka)
+    document_id = new_id("commit-doc")
+    db.execute(
+        "INSERT INTO public.documents (id, tenant_id, title, body) VALUES (%s, %s, 'C', 'b')",
+        (document_id, tenant),
+    )
+
+    def ours(messages: list[Any]) -> list[Any]:
+        return [
+            m
+            for m in messages
+            if (n := codec.decode(m.value(), Notification, topic=notifications.topic)).document_id
+            == document_id
+            and n.pipeline == group.pipeline
+        ]
+
+    [message] = ours(notifications.collect(lambda messages: bool(ours(messages)), timeout_s=60, what="it"))
+
+    def accepted_at(path: str) -> bool:
+        with state.lock:
+            return any(d["document_id"] == document_id for d in state.accepted if d.get("_path") == path)
+
+    def committed() -> int:
+        lag = consumer_group_lag(settings.kafka.bootstrap, group.app_id, [notifications.topic])
+        [partition] = [
+            p for p in lag.partitions if (p.topic, p.partition) == (message.topic(), message.partition())
+        ]
+        return partition.committed or 0
+
+    wait_for(lambda: accepted_at("/hooks"), timeout_s=60, what="the healthy endpoint's delivery")
+    # Past Faust's commit timer: the healthy endpoint's acknowledgement alone must not commit it.
+    time.sleep(COMMIT_INTERVAL_S + 1)
+    assert not accepted_at("/down-for-now")
+    assert committed() <= message.offset()
+
+    state.down_paths.clear()  # the next attempt succeeds, and the offset moves past the notification
+    wait_for(
+        lambda: accepted_at("/down-for-now"), timeout_s=60, what="the delivery once the endpoint is back"
+    )
+    wait_for(lambda: committed() > message.offset(), timeout_s=30, what="the offset committed")

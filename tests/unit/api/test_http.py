@@ -20,6 +20,7 @@ from api.auth import Principal, bearer_token
 from api.chat.service import ChatEvent
 from api.deps import Services
 from api.errors import UnauthorizedError
+from api.event_ids import EventIdCodec
 from api.events_stream import NotificationHub
 from api.metrics import ApiMetrics
 from api.rate_limit import RateLimiter
@@ -90,6 +91,7 @@ def install_services(app: Any, settings: Settings, search: Search, **extra: Any)
             bootstrap_servers="127.0.0.1:1",
             topic="t",
             codec=make_event_codec(settings.kafka),
+            event_ids=EventIdCodec(b"test secret"),
             buffer_size=100,
             client_queue=10,
         ),

@@ -70,13 +70,19 @@ def test_kafka_out_of_reach_is_one_line_without_librdkafkas_own(
     assert error.count("\n") == 1, error
 
 
+def cli_in_a_process_of_its_own(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run ``tidewire <arguments>`` in a new interpreter (with this test's environment): what it writes
+    on stderr, libraries' log lines included, is then all there, as a user would see it."""
+    command = f"from tidewire.cli import main; raise SystemExit(main({list(arguments)!r}))"
+    return subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
+
+
 def test_kafka_connect_out_of_reach_is_one_line_without_the_retries_log(
     clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # In a process of its own: pytest's log capture would take urllib3's warnings off stderr here.
     monkeypatch.setenv("TIDEWIRE_CONNECT__PORT", "2")
-    command = "from tidewire.cli import main; raise SystemExit(main(['connector', 'status']))"
-    result = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, timeout=60)
+    result = cli_in_a_process_of_its_own("connector", "status")
     assert result.returncode == 5
     assert result.stderr.startswith("error: Kafka Connect at http://127.0.0.1:2 is unreachable")
     assert result.stderr.count("\n") == 1, result.stderr
@@ -90,6 +96,17 @@ def test_postgres_out_of_reach_is_one_line_for_the_keys_commands(
     error = capfd.readouterr().err
     assert error.startswith("error: cannot reach Postgres at 127.0.0.1:1 to manage API keys: ")
     assert error.count("\n") == 1, error
+
+
+def test_postgres_out_of_reach_is_one_line_at_once_for_the_orphans_commands(
+    clean_tidewire_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a process of its own: a pool's retry warnings would be captured by pytest here, unseen.
+    monkeypatch.setenv("TIDEWIRE_POSTGRES__PORT", "1")
+    result = cli_in_a_process_of_its_own("orphans", "list")
+    assert result.returncode == 4
+    assert result.stderr.startswith("error: cannot reach Postgres at 127.0.0.1:1 to look for orphans: ")
+    assert result.stderr.count("\n") == 1, result.stderr
 
 
 def test_a_config_file_given_with_config_reaches_the_processes_a_command_starts(

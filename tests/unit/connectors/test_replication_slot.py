@@ -15,6 +15,7 @@ def test_a_lost_slot_says_how_to_recover() -> None:
     advice = SlotHealth("s", exists=True, active=False, wal_status="lost", retained_bytes=0).advice
     assert advice is not None
     assert "pg_drop_replication_slot('s')" in advice and "`tidewire reindex`" in advice
+    assert "`tidewire orphans prune`" in advice
 
 
 def test_an_unreserved_slot_warns_before_its_wal_is_removed() -> None:

@@ -14,6 +14,8 @@ Create Date: 2026-11-23
 
 from alembic import op
 
+from tidewire.database import running_migration_config
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -21,7 +23,7 @@ depends_on = None
 
 
 def _replication_role() -> str:
-    return op.get_context().config.attributes["replication_role"]
+    return str(running_migration_config().attributes["replication_role"])
 
 
 def upgrade() -> None:

@@ -42,6 +42,7 @@ Create Date: 2026-11-24
 
 from alembic import op
 
+from tidewire.database import running_migration_config
 from tidewire.errors import ConfigurationError
 
 revision = "0005"
@@ -92,7 +93,7 @@ def _quoted(identifier: str) -> str:
 
 
 def _api_role() -> str:
-    return str(op.get_context().config.attributes["api_role"])
+    return str(running_migration_config().attributes["api_role"])
 
 
 def _ensure_api_role(role: str) -> None:
@@ -117,7 +118,7 @@ def _ensure_api_role(role: str) -> None:
             f"CREATE ROLE {_quoted(role)} LOGIN PASSWORD '...' (no SUPERUSER, no BYPASSRLS); `tidewire up` "
             "does this for the local stack"
         )
-    password = str(op.get_context().config.attributes["api_password"]).replace("'", "''")
+    password = str(running_migration_config().attributes["api_password"]).replace("'", "''")
     op.execute(
         f"CREATE ROLE {_quoted(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
         f"NOBYPASSRLS PASSWORD '{password}'"

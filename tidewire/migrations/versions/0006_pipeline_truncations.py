@@ -265,7 +265,7 @@ def downgrade() -> None:
     op.execute(f"DROP FUNCTION IF EXISTS {TRUNCATE_SIGNATURE}")
     # 0002's definition, read from its own (frozen) revision rather than copied here, so the
     # downgrade restores it to the letter. It is a plain CREATE, hence the DROP first.
-    previous_definition = str(revision_module(op.get_context().config, "0002")._WRITE_BATCH_FUNCTION)
+    previous_definition = str(revision_module("0002")._WRITE_BATCH_FUNCTION)
     op.execute(f"DROP FUNCTION IF EXISTS {WRITE_BATCH_SIGNATURE}")
     op.execute(previous_definition)
     op.execute("DROP TABLE IF EXISTS public.tidewire_pipeline_truncations")

@@ -103,13 +103,13 @@ _WRITE_BATCH_CHANGES = (
 
 
 def _write_batch_function() -> str:
-    definition = str(revision_module(op.get_context().config, "0006")._WRITE_BATCH_FUNCTION)
+    definition = str(revision_module("0006")._WRITE_BATCH_FUNCTION)
     return changed_definition(definition, _WRITE_BATCH_CHANGES, base="0006", revision="0007")
 
 
 def _secure(table: str) -> None:
     """Row-level security, the API role's policy and its grant, as migration 0005 set them."""
-    role_access = revision_module(op.get_context().config, "0005")
+    role_access = revision_module("0005")
     role = role_access._quoted(role_access._api_role())
     visible = role_access.API_TENANT_VISIBLE
     op.execute(f"ALTER TABLE public.{table} ENABLE ROW LEVEL SECURITY")
@@ -169,4 +169,4 @@ def downgrade() -> None:
     op.execute("ALTER TABLE public.tidewire_chunks ADD PRIMARY KEY (pipeline, document_id, chunk_index)")
     _create_indexes()
     _secure("tidewire_chunks")
-    op.execute(str(revision_module(op.get_context().config, "0006")._WRITE_BATCH_FUNCTION))
+    op.execute(str(revision_module("0006")._WRITE_BATCH_FUNCTION))

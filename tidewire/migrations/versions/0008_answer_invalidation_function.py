@@ -60,7 +60,7 @@ $function$
 
 def _api_role() -> str:
     """The API role, quoted, as migration 0005 names it."""
-    role_access = revision_module(op.get_context().config, "0005")
+    role_access = revision_module("0005")
     return str(role_access._quoted(role_access._api_role()))
 
 

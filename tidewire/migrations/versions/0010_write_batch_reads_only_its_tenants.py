@@ -71,7 +71,7 @@ _WRITE_BATCH_CHANGES = (
 
 def _write_batch_function() -> str:
     """0007's ``tidewire_write_batch`` with this revision's changes (``CREATE OR REPLACE``)."""
-    definition = str(revision_module(op.get_context().config, "0007")._write_batch_function())
+    definition = str(revision_module("0007")._write_batch_function())
     return changed_definition(definition, _WRITE_BATCH_CHANGES, base="0007", revision="0010")
 
 
@@ -80,4 +80,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(revision_module(op.get_context().config, "0007")._write_batch_function())
+    op.execute(revision_module("0007")._write_batch_function())

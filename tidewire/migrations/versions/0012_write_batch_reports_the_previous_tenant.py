@@ -47,12 +47,12 @@ _WRITE_BATCH_CHANGES = (
 
 def _write_batch_function() -> str:
     """0010's ``tidewire_write_batch`` with this revision's changes."""
-    definition = str(revision_module(op.get_context().config, "0010")._write_batch_function())
+    definition = str(revision_module("0010")._write_batch_function())
     return changed_definition(definition, _WRITE_BATCH_CHANGES, base="0010", revision="0012")
 
 
 def _drop_write_batch_function() -> None:
-    signature = str(revision_module(op.get_context().config, "0006").WRITE_BATCH_SIGNATURE)
+    signature = str(revision_module("0006").WRITE_BATCH_SIGNATURE)
     op.execute(f"DROP FUNCTION IF EXISTS {signature}")
 
 
@@ -63,4 +63,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     _drop_write_batch_function()
-    op.execute(revision_module(op.get_context().config, "0010")._write_batch_function())
+    op.execute(revision_module("0010")._write_batch_function())
