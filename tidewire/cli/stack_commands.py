@@ -61,8 +61,7 @@ def up(context: CliContext, detach: bool, demo: bool) -> None:
             run_demo(context.settings, console)
         if detach:
             return
-        console.print("serving until Ctrl-C (then everything stops; use --detach to keep it running)")
-        _wait_for_interrupt()
+        serve_until_interrupted()
     finally:
         if not detach:
             # An impatient second Ctrl-C (or a process manager's repeated SIGTERM) must not abandon the
@@ -117,8 +116,12 @@ def _print_summary(stack: LocalStack) -> None:
     )
 
 
-def _wait_for_interrupt() -> None:
+def serve_until_interrupted() -> None:
+    """Say the stack is serving, then block until Ctrl-C or SIGTERM, and return normally on it."""
     try:
+        # The line is printed inside the guard: whoever waits for it may interrupt at once, and an
+        # interrupt between the print and the guard would end `up` with 130 instead of a clean stop.
+        console.print("serving until Ctrl-C (then everything stops; use --detach to keep it running)")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
