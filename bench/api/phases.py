@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from bench.api.config import TENANT, ApiBenchConfig, Progress
 from bench.api.queries import CACHED_QUERY, RECALL_QUERY_MIN_WORDS, RECALL_QUERY_SHARE, QuerySets
 from bench.bare_endpoint import BARE_PATH
 from bench.latency import LatencySummary, ratio
+from bench.machine_cpu import cpu_per_request, take_sample
 from bench.recall import RankedHit, recall_at_k, recall_of_query
 from bench.server_processes import ServerProcess
 from bench.sync_chat import CHAT_PATH as SYNC_CHAT_PATH
@@ -74,6 +76,11 @@ async def measure_phases(
         await drive(
             _search_sender(session, search_url, warm_up, config.k), len(warm_up), config.search_clients
         )
+        roles = {api.pid: "dedicated API", os.getpid(): "benchmark client"}
+        roles |= {
+            server.pid: "other benchmark servers (idle)" for name, server in servers.items() if name != "api"
+        }
+        machine_before = take_sample(roles)
         client_cpu_before, api_cpu_before = time.process_time(), api.cpu_seconds()
         search = await drive(
             _search_sender(session, search_url, timed, config.k), len(timed), config.search_clients
@@ -83,6 +90,7 @@ async def measure_phases(
             "client": "aiohttp (asyncio)",
             "client_cpu_ms_per_request": round((time.process_time() - client_cpu_before) * 1000 / served, 3),
             "api_cpu_ms_per_request": round((api.cpu_seconds() - api_cpu_before) * 1000 / served, 3),
+            "machine_cpu": cpu_per_request(machine_before, take_sample(roles), served),
         }
 
         progress(f"recall@{config.k}: {len(queries.recall)} held-out queries against an exact scan")

@@ -93,6 +93,17 @@ def render_table(report: ApiBenchReport) -> Table:
     table.add_row(
         "search throughput", f"{search.throughput_rps} req/s", "distinct queries (no embedding cached)"
     )
+    machine_cpu = report.search_cpu.get("machine_cpu")
+    if machine_cpu:
+        roles = " · ".join(
+            f"{role} {milliseconds}" for role, milliseconds in machine_cpu["ms_per_request_by_role"].items()
+        )
+        table.add_row(
+            "machine CPU per search",
+            f"{machine_cpu['machine_busy_ms_per_request']} ms",
+            f"{machine_cpu['machine_busy_cores']} of {machine_cpu['cores']} cores busy, "
+            f"{machine_cpu['machine_steal_ms_per_request']} ms stolen; by role (ms): {roles}",
+        )
     recall = report.recall
     table.add_row(
         f"recall@{report.config.k}",

@@ -30,6 +30,12 @@ def test_a_quick_api_benchmark_measures_every_phase_and_cleans_up(
     assert (search["requests"], search["errors"]) == (48, 0)
     assert 0 < search["p50_ms"] <= search["p95_ms"] <= search["p99_ms"] <= search["max_ms"]
     assert search["throughput_rps"] > 0 and search["api_cpu_ms_per_request"] > 0
+    # Where the machine's CPU went: the dedicated API and Postgres both worked, and no role is
+    # credited with more than the whole machine spent.
+    machine = search["machine_cpu"]
+    by_role = machine["ms_per_request_by_role"]
+    assert by_role["dedicated API"] > 0 and by_role["Postgres"] > 0 and by_role["benchmark client"] > 0
+    assert max(by_role.values()) <= machine["machine_busy_ms_per_request"] * 1.05
     # 2. Recall against the exact scan.
     recall = report["recall"]
     assert (recall["queries"], recall["errors"]) == (10, 0)

@@ -12,7 +12,7 @@ import pytest
 from bench.api.config import TARGETS, ApiBenchConfig, with_overrides
 from bench.api.phases import drive
 from bench.api.queries import choose_queries, partial_quotation
-from bench.api.report import ApiBenchReport
+from bench.api.report import ApiBenchReport, render_table
 from bench.latency import LatencySummary, ratio
 from bench.recall import RankedHit, recall_at_k, recall_of_query
 from bench.slow_chat_provider import GenerationSchedule, create_provider_app, token_text
@@ -152,7 +152,15 @@ def _report(config: ApiBenchConfig) -> ApiBenchReport:
         machine={"cpu": "test", "logical_cores": 2},
         setup={},
         search=LatencySummary.of([0.01, 0.02, 0.2], errors=0, wall_s=1.0),
-        search_cpu={},
+        search_cpu={
+            "machine_cpu": {
+                "machine_busy_ms_per_request": 7.0,
+                "machine_steal_ms_per_request": 0.1,
+                "machine_busy_cores": 1.9,
+                "cores": 2,
+                "ms_per_request_by_role": {"dedicated API": 3.5, "Postgres": 1.2},
+            }
+        },
         recall={"recall_at_k": 0.97},
         cached_vs_bare={"ratio": 0.5},
         idle_streams={},
@@ -174,6 +182,16 @@ def test_a_full_run_judges_every_target_and_a_quick_run_none() -> None:
     document = quick.to_json()
     assert document["benchmark"] == "api" and document["quick"] is True
     assert math.isclose(document["targets"]["search_p95_ms"]["value"], quick.search.p95_ms or 0)
+
+
+def test_the_table_shows_where_the_machine_cpu_went() -> None:
+    rows = render_table(_report(ApiBenchConfig())).columns
+    measurements, values, details = (list(column.cells) for column in rows)
+    row = measurements.index("machine CPU per search")
+    assert values[row] == "7.0 ms"
+    assert (
+        details[row] == "1.9 of 2 cores busy, 0.1 ms stolen; by role (ms): dedicated API 3.5 · Postgres 1.2"
+    )
 
 
 def test_cli_overrides_replace_only_what_was_given() -> None:
