@@ -49,6 +49,8 @@ def process_role(process: psutil.Process, roles: Mapping[int, str]) -> str:
                 return role
     if "tidewire" in command_line and " worker" in command_line:
         return "stream workers"
+    if "tidewire" in command_line and " serve" in command_line:
+        return "the stack's API"
     return OTHER
 
 

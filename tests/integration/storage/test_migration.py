@@ -1,4 +1,4 @@
-"""Migrations 0002, 0006, 0007, 0009, 0010, 0011, 0012 and 0013 in a scratch database: upgrade creates, downgrade removes
+"""Migrations 0002, 0006, 0007, 0009, 0010, 0011, 0012, 0013 and 0014 in a scratch database: upgrade creates, downgrade removes
 exactly what it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
@@ -202,6 +202,13 @@ def test_0009_indexes_half_precision_vectors_and_downgrade_restores_full_precisi
     assert "(embedding vector_cosine_ops)" in at_0008
     assert "((embedding)::halfvec(384)) halfvec_cosine_ops" in at_0009
     assert "m='16'" in at_0009 and "ef_construction='64'" in at_0009
+
+
+def test_0014_builds_a_denser_graph_and_downgrade_restores_0009s(scratch_database: PostgresSettings) -> None:
+    at_0013, at_0014 = _around(scratch_database, "0014", _hnsw_index_definition)
+    assert "ef_construction='64'" in at_0013
+    assert "ef_construction='128'" in at_0014 and "m='16'" in at_0014
+    assert "((embedding)::halfvec(384)) halfvec_cosine_ops" in at_0014  # still the half-precision graph
 
 
 def _write_function_definition(postgres: PostgresSettings) -> str:
