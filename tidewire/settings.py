@@ -210,7 +210,7 @@ class ApiSettings(BaseModel):
         description="Longest life of a cached search answer; notifications of the tenant drop it sooner",
     )
     hnsw_ef_search: int = Field(
-        default=80,
+        default=110,
         ge=1,
         le=1_000,
         description="Candidates an HNSW search visits in the tenant's own graph (its partition)",

@@ -204,10 +204,12 @@ def test_0009_indexes_half_precision_vectors_and_downgrade_restores_full_precisi
     assert "m='16'" in at_0009 and "ef_construction='64'" in at_0009
 
 
-def test_0014_builds_a_denser_graph_and_downgrade_restores_0009s(scratch_database: PostgresSettings) -> None:
+def test_0014_rebuilds_the_graph_with_m_12_and_ef_construction_128_and_downgrade_restores_0009s(
+    scratch_database: PostgresSettings,
+) -> None:
     at_0013, at_0014 = _around(scratch_database, "0014", _hnsw_index_definition)
-    assert "ef_construction='64'" in at_0013
-    assert "ef_construction='128'" in at_0014 and "m='16'" in at_0014
+    assert "m='16'" in at_0013 and "ef_construction='64'" in at_0013
+    assert "m='12'" in at_0014 and "ef_construction='128'" in at_0014
     assert "((embedding)::halfvec(384)) halfvec_cosine_ops" in at_0014  # still the half-precision graph
 
 
