@@ -22,6 +22,7 @@ from api.embedding import QueryEmbedder, TextEmbedder
 from api.errors import install_error_handlers
 from api.event_ids import EventIdCodec
 from api.events_stream import NotificationHub
+from api.inference_thread import InferenceThread
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.rate_limit import RateLimiter
@@ -53,10 +54,14 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
         pool = make_pool(settings.postgres, max_size=api.database_pool_size)
         await pool.open(wait=False)
         database = TenantDatabase(pool)
+        # Loaded on the inference thread, so that ONNX Runtime's own threads inherit its priority.
+        inference = InferenceThread(api.inference_niceness)
+        model = embedder if embedder is not None else await inference.run(load_embedder, settings)
         query_embedder = QueryEmbedder(
-            embedder or load_embedder(settings),
+            model,
             cache_size=api.query_cache_size,
             on_lookup=lambda hit: metrics.query_cache.labels("hit" if hit else "miss").inc(),
+            executor=inference.executor,
         )
         search_service = SearchService(database, api)
         cache = SemanticCache(
@@ -115,6 +120,7 @@ def create_app(settings: Settings, *, embedder: TextEmbedder | None = None) -> F
             await hub.stop()
             await close_chain(chain)
             await query_embedder.aclose()
+            inference.shutdown()
             await pool.close()
 
     app = FastAPI(

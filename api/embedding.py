@@ -1,7 +1,8 @@
 """Query embeddings for search and chat: the indexing engine's model, an LRU cache, micro-batching.
 
 Concurrent queries are embedded together in one model call (run in a worker thread, so the
-event loop never blocks on inference); a query the same tenant repeats is answered from the cache.
+event loop never blocks on inference: in the API the low-priority one of :mod:`api.inference_thread`);
+a query the same tenant repeats is answered from the cache.
 The cache is per tenant: a hit (faster, and counted on ``/metrics``) would otherwise tell a tenant
 that another one had just asked the very same question.
 """
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Protocol
 
 import numpy as np
@@ -35,9 +37,16 @@ class QueryEmbedder:
     """Embeds query texts: LRU-cached, batched across concurrent callers, off the event loop."""
 
     def __init__(
-        self, embedder: TextEmbedder, *, cache_size: int, on_lookup: Callable[[bool], None] | None = None
+        self,
+        embedder: TextEmbedder,
+        *,
+        cache_size: int,
+        on_lookup: Callable[[bool], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        """``executor`` runs the model calls (by default the event loop's default executor)."""
         self.embedder = embedder
+        self._executor = executor
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # (tenant, text)
         self._pending: list[tuple[tuple[str, str], asyncio.Future[np.ndarray]]] = []
@@ -69,7 +78,9 @@ class QueryEmbedder:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             texts = list(dict.fromkeys(text for (_, text), _ in batch))
             try:
-                vectors = await asyncio.to_thread(self.embedder.embed, texts)
+                vectors = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.embedder.embed, texts
+                )
             except Exception as error:
                 for _, future in batch:
                     if not future.done():

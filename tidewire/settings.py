@@ -197,6 +197,13 @@ class ApiSettings(BaseModel):
         default=2 * 1024 * 1024, ge=16_384, description="Request head size uvicorn accepts (h11)"
     )
     database_pool_size: int = Field(default=8, ge=1)
+    inference_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Nice value of the threads that run the query-embedding model (Linux): above the event "
+        "loop's, so model calls yield the cores to it; 0 runs them at the event loop's priority",
+    )
     query_cache_size: int = Field(default=1_024, ge=0, description="Query embeddings kept (LRU); 0: off")
     search_cache_entries: int = Field(
         default=1_024, ge=0, description="Search answers kept for repeated identical searches (LRU); 0: off"

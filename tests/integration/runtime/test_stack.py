@@ -6,11 +6,14 @@ import json
 import os
 import signal
 import stat
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
+import pytest
 from alembic.script import ScriptDirectory
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -189,3 +192,26 @@ def test_only_the_owner_may_reach_the_password_less_postgres_socket(
     socket_file = socket_dir / f".s.PGSQL.{settings.postgres.port}"
     assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(socket_file.stat().st_mode) == 0o700
+
+
+def _thread_niceness(pid: int) -> dict[int, int]:
+    niceness = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        line = (task / "stat").read_text()
+        # After "pid (comm) " come the fields from the 3rd on; the nice value is the 19th.
+        niceness[int(task.name)] = int(line[line.rindex(")") + 2 :].split()[16])
+    return niceness
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values are per thread on Linux only")
+def test_the_apis_model_threads_run_below_its_event_loop(local_stack: LocalStack, settings: Settings) -> None:
+    """The stack's API loads and calls the query-embedding model on a thread with a higher nice value than
+    its event loop's (`api.inference_niceness`), and ONNX Runtime's thread pool inherits it."""
+    api = local_stack.registry.get("api")
+    assert api is not None
+    niceness = _thread_niceness(api.pid)
+    event_loop = niceness[api.pid]
+    wanted = max(event_loop, settings.api.inference_niceness)
+    assert wanted > event_loop
+    below = [thread for thread, value in niceness.items() if value == wanted]
+    assert len(below) >= 2, niceness  # the inference thread and ONNX Runtime's pool thread at least
