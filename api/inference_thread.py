@@ -48,7 +48,6 @@ class InferenceThread:
     """One thread, at nice ``niceness``, for loading the model and for every model call."""
 
     def __init__(self, niceness: int) -> None:
-        self.niceness = niceness
         self.executor = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="tidewire-inference",

@@ -76,21 +76,21 @@ async def measure_phases(
         await drive(
             _search_sender(session, search_url, warm_up, config.k), len(warm_up), config.search_clients
         )
-        roles = {api.pid: "dedicated API", os.getpid(): "benchmark client"}
-        roles |= {
+        roles = {
             server.pid: "other benchmark servers (idle)" for name, server in servers.items() if name != "api"
         }
+        roles |= {api.pid: "dedicated API", os.getpid(): "benchmark client"}
         machine_before = take_sample(roles)
-        client_cpu_before, api_cpu_before = time.process_time(), api.cpu_seconds()
         search = await drive(
             _search_sender(session, search_url, timed, config.k), len(timed), config.search_clients
         )
-        served = max(search.requests, 1)
+        machine_cpu = cpu_per_request(machine_before, take_sample(roles), search.requests)
+        by_role = machine_cpu["ms_per_request_by_role"]
         search_cpu = {
             "client": "aiohttp (asyncio)",
-            "client_cpu_ms_per_request": round((time.process_time() - client_cpu_before) * 1000 / served, 3),
-            "api_cpu_ms_per_request": round((api.cpu_seconds() - api_cpu_before) * 1000 / served, 3),
-            "machine_cpu": cpu_per_request(machine_before, take_sample(roles), served),
+            "client_cpu_ms_per_request": by_role.get("benchmark client", 0.0),
+            "api_cpu_ms_per_request": by_role.get("dedicated API", 0.0),
+            "machine_cpu": machine_cpu,
         }
 
         progress(f"recall@{config.k}: {len(queries.recall)} held-out queries against an exact scan")
