@@ -194,7 +194,9 @@ class ApiSettings(BaseModel):
     rate_limit_burst: int = Field(default=40, ge=1, description="Requests a key may send at once")
     max_body_bytes: int = Field(default=65_536, ge=1_024, description="Larger request bodies get 413")
     max_header_bytes: int = Field(
-        default=2 * 1024 * 1024, ge=16_384, description="Request head size uvicorn accepts (h11)"
+        default=2 * 1024 * 1024,
+        ge=16_384,
+        description="Longest request head (line and headers) accepted; longer ones get 431",
     )
     database_pool_size: int = Field(default=8, ge=1)
     inference_niceness: int = Field(

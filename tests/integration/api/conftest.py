@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from api.app import create_app
 from api.auth import KeyStore
+from api.server import uvicorn_protocol_options
 from models.embedder import Embedder
 from tests.integration.conftest import fresh_test_prefix
 from tests.unit.api.support import serve_in_thread, wait_for
@@ -89,7 +90,7 @@ def api_factory(api_settings: Settings, embedder: Embedder) -> ApiFactory:
     def start(**api_overrides: Any) -> Iterator[str]:
         api = api_settings.api.model_validate({**api_settings.api.model_dump(), **api_overrides})
         app = create_app(api_settings.model_copy(update={"api": api}), embedder=embedder)
-        with serve_in_thread(app, http="h11", h11_max_incomplete_event_size=api.max_header_bytes) as url:
+        with serve_in_thread(app, **uvicorn_protocol_options(api)) as url:
             yield url
 
     return start

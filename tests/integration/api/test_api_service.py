@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.unit.api.support import free_port
+from tests.unit.api.support import free_port, read_response, unfinished_head
 from tidewire.errors import ServiceError
 from tidewire.runtime.api_service import ApiService
 from tidewire.runtime.processes import ProcessRegistry, stop_process_tree
@@ -36,6 +38,12 @@ def test_starts_detached_becomes_ready_and_refuses_a_taken_port(
             timeout=30,
         )
         assert huge.status_code == 401 and huge.json()["error"]["code"] == "unauthorized"
+        # A head one byte past `api.max_header_bytes` gets 431 (unfinished, so the server has read all
+        # of it when it answers and closes: see tests/unit/api/test_http_protocol.py).
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(unfinished_head(settings.api.max_header_bytes + 1))
+            status, _, body = read_response(connection)
+        assert status == 431 and json.loads(body)["error"]["code"] == "request_header_fields_too_large"
         with pytest.raises(ServiceError, match="in use"):
             service.start()
     finally:

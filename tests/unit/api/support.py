@@ -51,6 +51,35 @@ def serve_in_thread(app: ASGIApp, **config: object) -> Iterator[str]:
         thread.join(timeout=20)
 
 
+def read_response(connection: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length: status, headers (lower-case names), body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65_536)
+        if not chunk:
+            raise ConnectionError(f"closed before a whole response head: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
+    while len(body) < int(headers["content-length"]):
+        chunk = connection.recv(65_536)
+        if not chunk:
+            raise ConnectionError("closed before the whole body")
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def unfinished_head(total: int) -> bytes:
+    """A request head of exactly ``total`` bytes that never ends (no blank line).
+
+    A head one byte past the bound is refused on the read that carries its last byte, so the server
+    has read everything when it answers: its close is a clean FIN and the answer can be read (with
+    unread bytes left, the kernel would reset the connection and drop the answer)."""
+    prefix = b"GET / HTTP/1.1\r\nhost: test\r\nx-filler: "
+    return prefix + b"f" * (total - len(prefix))
+
+
 def wait_for(predicate: Callable[[], bool], *, timeout_s: float = 10.0, what: str = "condition") -> None:
     """Poll ``predicate`` until true; fail with ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
