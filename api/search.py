@@ -3,8 +3,10 @@ read-your-writes waits.
 
 Vector mode orders by pgvector's cosine distance ``<=>`` with the HNSW index of the tenant's own
 partition of the table (migration 0007), with iterative index scans on, so a metadata filter that
-rejects most candidates still yields ``k`` rows; when the scan stops short (``hnsw.max_scan_tuples``,
-or fewer than ``k`` rows in all) an exact scan of the tenant's matching rows takes over. Hybrid mode
+rejects most candidates still yields ``k`` rows. It is one statement, a call of
+``tidewire_vector_search`` (migration 0015), which sets the tenant for its own transaction; when the
+scan stops short (``hnsw.max_scan_tuples``, or fewer than ``k`` rows in all) an exact scan of the
+tenant's matching rows takes over, in a tenant transaction. Hybrid mode
 adds Postgres full-text ranking (through the GIN index, see ``TEXT_SQL``) and fuses the two rankings
 by reciprocal rank (RRF, k = 60).
 """
@@ -30,7 +32,17 @@ from tidewire.vector_store import HNSW_ORDER_BY
 SearchMode = Literal["vector", "hybrid"]
 RRF_K = 60
 
+# A vector search in one statement (migration 0015): the function sets the tenant and the index settings
+# for the statement's own transaction and runs _VECTOR_SQL's query, to the letter.
+_VECTOR_SEARCH_CALL = """
+SELECT document_id, chunk_index, chunk_text, metadata, source_lsn, score
+FROM tidewire_vector_search(
+    %(tenant)s, %(embedding)s, %(filter)s::jsonb, %(limit)s, %(ef_search)s, %(iterative_scan)s, %(max_scan_tuples)s
+)
+"""
+
 # The walk through the index is in half precision (HNSW_ORDER_BY), the scores in full precision.
+# Hybrid searches run it in their tenant transaction, next to the full-text query.
 _VECTOR_SQL = f"""
 SELECT document_id, chunk_index, chunk_text, metadata, source_lsn, 1 - (embedding <=> %(embedding)s) AS score
 FROM tidewire_chunks
@@ -195,15 +207,28 @@ class SearchService:
             "limit": limit,
             "text": text,
         }
+        if mode == "vector":
+            vector_rows = await self._database.statement(
+                _VECTOR_SEARCH_CALL,
+                {
+                    **parameters,
+                    "ef_search": self._settings.hnsw_ef_search,
+                    "iterative_scan": self._settings.iterative_scan,
+                    "max_scan_tuples": self._settings.hnsw_max_scan_tuples,
+                },
+            )
+            if len(vector_rows) == limit:
+                return Retrieval.of(best_hits(vector_rows, k), vector_rows)
         async with self._database.transaction(tenant_id, self._index_settings()) as connection:
-            vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
-            if len(vector_rows) < limit:
+            if mode == "vector":
                 # The index scan gave up before finding enough matching rows (a selective filter:
                 # past hnsw.max_scan_tuples), or the tenant has fewer. Such a result set is small,
                 # so an exact scan of it is cheap, and it returns every row there is.
                 vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
-            if mode == "vector":
                 return Retrieval.of(best_hits(vector_rows, k), vector_rows)
+            vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
+            if len(vector_rows) < limit:
+                vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
             text_rows = await (await connection.execute(TEXT_SQL, parameters)).fetchall()
         return Retrieval.of(reciprocal_rank_fusion([vector_rows, text_rows], k), [*vector_rows, *text_rows])
 

@@ -9,8 +9,10 @@ import httpx
 import psycopg
 import pytest
 from httpx_sse import connect_sse
+from pgvector.psycopg import register_vector
 
 from api.db import TenantDatabase, make_pool
+from api.search import _VECTOR_SEARCH_CALL
 from tests.integration.api.conftest import CORPUS, Tenant
 from tidewire.settings import Settings
 
@@ -123,6 +125,55 @@ def test_row_level_security_confines_the_api_connections(
                         "'{}', 'test'",
                         (beta.name,),
                     )
+        finally:
+            await pool.close()
+
+    asyncio.run(check())
+
+
+def test_the_one_statement_vector_search_keeps_to_its_tenant_and_leaves_nothing_behind(
+    api_settings: Settings, corpus_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """``tidewire_vector_search`` (migration 0015) as the API calls it: one autocommit statement on a
+    pooled connection. It returns only its tenant's chunks, and the tenant and index settings it set end
+    with the statement, so the connection's next user sees no tenant rows."""
+    alpha, beta = corpus_tenants
+    with psycopg.connect(api_settings.postgres.dsn()) as owner:
+        register_vector(owner)
+        row = owner.execute(
+            "SELECT embedding FROM tidewire_chunks WHERE tenant_id = %s LIMIT 1", (beta.name,)
+        ).fetchone()
+    assert row is not None
+    beta_vector = row[0]  # the nearest chunks are beta's: alpha must still get only its own
+
+    async def check() -> None:
+        pool = make_pool(api_settings.postgres, max_size=1)  # one connection: every statement reuses it
+        await pool.open()
+        database = TenantDatabase(pool)
+        try:
+            for tenant in (alpha, beta):
+                rows = await database.statement(
+                    _VECTOR_SEARCH_CALL,
+                    {
+                        "tenant": tenant.name,
+                        "embedding": beta_vector,
+                        "filter": None,
+                        "limit": 100,
+                        "ef_search": 110,
+                        "iterative_scan": "relaxed_order",
+                        "max_scan_tuples": 20_000,
+                    },
+                )
+                assert rows and all(owned_by(tenant, row["document_id"]) for row in rows)
+                async with pool.connection() as connection:
+                    after = await (
+                        await connection.execute(
+                            "SELECT current_setting('tidewire.tenant_id', true) AS tenant, "
+                            "current_setting('hnsw.ef_search') AS ef_search, "
+                            "(SELECT count(*) FROM tidewire_chunks) AS visible"
+                        )
+                    ).fetchone()
+                    assert after == {"tenant": "", "ef_search": "40", "visible": 0}
         finally:
             await pool.close()
 

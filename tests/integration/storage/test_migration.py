@@ -1,4 +1,4 @@
-"""Migrations 0002, 0006, 0007, 0009, 0010, 0011, 0012, 0013 and 0014 in a scratch database: upgrade creates, downgrade removes
+"""Migrations 0002, 0006, 0007, 0009, 0010, 0011, 0012, 0013, 0014 and 0015 in a scratch database: upgrade creates, downgrade removes
 exactly what it made (and 0007 moves the chunks there and back)."""
 
 from __future__ import annotations
@@ -271,3 +271,29 @@ def test_0013_gives_answers_their_source_positions_and_downgrade_drops_them(
     at_0012, at_0013 = _around(scratch_database, "0013", _answers_columns)
     assert set(at_0013) - set(at_0012) == {("source_lsns", "ARRAY")}
     assert set(at_0012) <= set(at_0013)
+
+
+def _vector_search_function(postgres: PostgresSettings) -> tuple[str, str] | None:
+    """The definition and access list of ``tidewire_vector_search``; None when it does not exist."""
+    with psycopg.connect(postgres.dsn()) as connection:
+        row = connection.execute(
+            "SELECT pg_get_functiondef(oid), coalesce(proacl::text, '') FROM pg_proc "
+            "WHERE proname = 'tidewire_vector_search' AND pronamespace = 'public'::regnamespace"
+        ).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def test_0015_adds_the_one_statement_vector_search_for_the_api_role_only_and_downgrade_drops_it(
+    scratch_database: PostgresSettings,
+) -> None:
+    at_0014, at_0015 = _around(scratch_database, "0015", _vector_search_function)
+    assert at_0014 is None and at_0015 is not None
+    definition, access = at_0015
+    assert "SECURITY DEFINER" not in definition  # row-level security binds its caller inside it
+    assert "set_config('tidewire.tenant_id', p_tenant, true)" in definition
+    # The half-precision expression of the HNSW index (0009, 0014), to the letter, or the index is unused.
+    assert "c.embedding::halfvec(384) <=> p_embedding::halfvec(384)" in definition
+    grantees = {
+        entry.split("=")[0] for entry in access.strip("{}").split(",") if "=X" in entry or "X/" in entry
+    }
+    assert scratch_database.api_user in grantees and "" not in grantees  # "" is PUBLIC
