@@ -14,10 +14,23 @@ from tidewire.runtime.stack import LocalStack
 from tidewire.settings import Settings
 
 
+def _vacuum_counts(settings: Settings, since: dict[str, int] | None = None) -> dict[str, int]:
+    """Manual VACUUMs of the corpus's source and state tables (minus ``since``)."""
+    with psycopg.connect(settings.postgres.dsn(), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT relname, vacuum_count FROM pg_stat_user_tables "
+            "WHERE relname IN ('tidewire_document_state', 'documents')"
+        ).fetchall()
+    counts = {str(name): int(count) for name, count in rows}
+    assert set(counts) == {"tidewire_document_state", "documents"}
+    return {name: count - (since or {}).get(name, 0) for name, count in counts.items()}
+
+
 def test_a_quick_api_benchmark_measures_every_phase_and_cleans_up(
     local_stack: LocalStack, settings: Settings, run_cli: CliRunner, tmp_path: Path
 ) -> None:
     output = tmp_path / "results" / "api.json"
+    vacuums_before = _vacuum_counts(settings)
 
     result = run_cli("bench", "api", "--quick", "--json", "--output", str(output), timeout=600)
 
@@ -64,6 +77,9 @@ def test_a_quick_api_benchmark_measures_every_phase_and_cleans_up(
         "chat_sse_vs_sync",
     }
     assert all(target["met"] is None for target in report["targets"].values())
+
+    # The corpus's tables were vacuumed before the measurement, so no autovacuum runs during it.
+    assert all(count > 0 for count in _vacuum_counts(settings, since=vacuums_before).values())
 
     # The servers it started are stopped, and its key is revoked.
     assert not psutil.pid_exists(streams["api_pid"])
