@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from api.db import TenantDatabase
+from api.db import TenantConnection, TenantDatabase
 from api.errors import ValidationFailedError
 from api.schemas import SearchHitPublic
 from tidewire.settings import ApiSettings
@@ -174,18 +174,22 @@ class Retrieval:
 
 
 class SearchService:
-    """Runs searches for one tenant at a time; every query goes through a tenant transaction."""
+    """Runs searches for one tenant at a time: a vector search as one statement that sets its own
+    tenant, everything else in a tenant transaction."""
 
     def __init__(self, database: TenantDatabase, settings: ApiSettings) -> None:
         self._database = database
         self._settings = settings
-
-    def _index_settings(self) -> dict[str, str]:
-        settings = {"hnsw.ef_search": str(self._settings.hnsw_ef_search)}
-        if self._settings.iterative_scan != "off":
-            settings["hnsw.iterative_scan"] = self._settings.iterative_scan
-            settings["hnsw.max_scan_tuples"] = str(self._settings.hnsw_max_scan_tuples)
-        return settings
+        # The index settings are fixed for the process: built once, not per search.
+        self._index_settings = {"hnsw.ef_search": str(settings.hnsw_ef_search)}
+        if settings.iterative_scan != "off":
+            self._index_settings["hnsw.iterative_scan"] = settings.iterative_scan
+            self._index_settings["hnsw.max_scan_tuples"] = str(settings.hnsw_max_scan_tuples)
+        self._search_call_settings = {
+            "ef_search": settings.hnsw_ef_search,
+            "iterative_scan": settings.iterative_scan,
+            "max_scan_tuples": settings.hnsw_max_scan_tuples,
+        }
 
     async def retrieve(
         self,
@@ -208,27 +212,16 @@ class SearchService:
             "text": text,
         }
         if mode == "vector":
-            vector_rows = await self._database.statement(
-                _VECTOR_SEARCH_CALL,
-                {
-                    **parameters,
-                    "ef_search": self._settings.hnsw_ef_search,
-                    "iterative_scan": self._settings.iterative_scan,
-                    "max_scan_tuples": self._settings.hnsw_max_scan_tuples,
-                },
+            rows = await self._database.statement(
+                _VECTOR_SEARCH_CALL, parameters | self._search_call_settings
             )
-            if len(vector_rows) == limit:
-                return Retrieval.of(best_hits(vector_rows, k), vector_rows)
-        async with self._database.transaction(tenant_id, self._index_settings()) as connection:
-            if mode == "vector":
-                # The index scan gave up before finding enough matching rows (a selective filter:
-                # past hnsw.max_scan_tuples), or the tenant has fewer. Such a result set is small,
-                # so an exact scan of it is cheap, and it returns every row there is.
-                vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
-                return Retrieval.of(best_hits(vector_rows, k), vector_rows)
+            if len(rows) < limit:
+                async with self._database.transaction(tenant_id) as connection:
+                    rows = await _exact_when_short(connection, rows, parameters)
+            return Retrieval.of(best_hits(rows, k), rows)
+        async with self._database.transaction(tenant_id, self._index_settings) as connection:
             vector_rows = await (await connection.execute(_VECTOR_SQL, parameters)).fetchall()
-            if len(vector_rows) < limit:
-                vector_rows = await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
+            vector_rows = await _exact_when_short(connection, vector_rows, parameters)
             text_rows = await (await connection.execute(TEXT_SQL, parameters)).fetchall()
         return Retrieval.of(reciprocal_rank_fusion([vector_rows, text_rows], k), [*vector_rows, *text_rows])
 
@@ -256,6 +249,19 @@ class SearchService:
                 return False
             await asyncio.sleep(min(interval_s, remaining))
             interval_s = min(interval_s * 1.5, 0.2)
+
+
+async def _exact_when_short(
+    connection: TenantConnection, rows: list[dict[str, Any]], parameters: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``rows`` of the index scan, or, when it returned fewer than the limit, the exact scan's.
+
+    The index scan gives up before finding enough matching rows past hnsw.max_scan_tuples (a selective
+    filter), or the tenant has fewer. Such a result set is small, so an exact scan of it is cheap, and it
+    returns every row there is."""
+    if len(rows) >= parameters["limit"]:
+        return rows
+    return await (await connection.execute(_EXACT_SQL, parameters)).fetchall()
 
 
 def _hit(row: dict[str, Any], score: float) -> SearchHitPublic:

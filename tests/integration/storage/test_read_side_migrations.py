@@ -277,7 +277,7 @@ def test_answer_invalidation_keeps_to_the_tenant_and_its_time_and_uses_the_gin_i
 def test_the_vector_query_walks_the_hnsw_index_as_the_api_role(searchable_chunks: PostgresSettings) -> None:
     # The query orders by the index's expression (half precision, migration 0009); ordered by anything
     # else it would still answer, by a scan and sort of every row of the tenant.
-    settings = SearchService(None, ApiSettings())._index_settings()  # type: ignore[arg-type]
+    settings = SearchService(None, ApiSettings())._index_settings  # type: ignore[arg-type]
     parameters = {"tenant": "big", "embedding": np.ones(384, dtype=np.float32), "filter": None, "limit": 10}
     with psycopg.connect(searchable_chunks.api_dsn()) as connection, connection.transaction():
         register_vector(connection)
